@@ -1,0 +1,164 @@
+"""The one settings object every forgetd process shares (API, worker, serving, CLI).
+
+Values come from ``FORGETD_*`` environment variables (or a ``.env`` file). Nothing here is read at
+import time: each process calls :func:`get_settings` in its start-up hook, so importing the package
+(for example from a Celery worker) builds nothing heavy and reads nothing from disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_TOKEN = "change-me"
+
+Mode = Literal["embedded", "production"]
+DeviceChoice = Literal["auto", "cpu", "cuda"]
+
+
+def _default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "forgetd"
+
+
+class Settings(BaseSettings):
+    """Typed configuration; every field has a safe default for the embedded (all-in-one) mode."""
+
+    model_config = SettingsConfigDict(env_prefix="FORGETD_", env_file=".env", extra="ignore")
+
+    mode: Mode = Field("embedded", description="embedded: one machine, secrets generated into data_dir; "
+                       "production: every secret must be given explicitly.")
+    data_dir: Path = Field(default_factory=_default_data_dir,
+                           description="Where forgetd keeps generated keys, the model cache and Redis data.")
+    store_dir: Path | None = Field(None, description="Root of the adapter store; default <data_dir>/adapters.")
+    model_cache_dir: Path | None = Field(None, description="Converted base models; default <data_dir>/models.")
+
+    # Redis and Celery
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Ledger, locks and notifications.")
+    broker_url: str | None = Field(None, description="Celery broker; default: redis_url.")
+    key_prefix: str = Field("forgetd", pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+                            description="Prefix of every Redis key and pub/sub channel forgetd uses.")
+    queue_name: str = Field("forgetd", description="Celery queue for admission and batching tasks.")
+    gpu_queue_name: str = Field("forgetd-gpu", description="Celery queue for unlearning jobs (GPU workers).")
+    visibility_timeout_s: int = Field(6 * 3600, ge=60,
+                                      description="Broker redelivery timeout; longer than the longest job.")
+
+    # Security
+    api_token: SecretStr = Field(SecretStr(PLACEHOLDER_TOKEN), description="Bearer token for the intake API.")
+    admin_token: SecretStr = Field(SecretStr(PLACEHOLDER_TOKEN),
+                                   description="Bearer token for admin and adapter-management endpoints.")
+    master_key: SecretStr | None = Field(None, description="Base64 32-byte key wrapping per-request data "
+                                         "keys; generated into data_dir in embedded mode.")
+    hmac_key: SecretStr | None = Field(None, description="Base64 key for duplicate fingerprints; generated "
+                                       "into data_dir in embedded mode.")
+
+    # Intake limits
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body (413 above).")
+    max_texts: int = Field(32, ge=1, description="Texts (and probes, and neighbours) per request.")
+    max_text_chars: int = Field(4000, ge=16, description="Characters per text.")
+
+    # Model and unlearning
+    model: str = Field("smollm2", description="Base model: 'smollm2', 'tiny', or a local HF folder.")
+    device: DeviceChoice = Field("auto", description="auto picks cuda when available.")
+    default_lineage: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    method: str = Field("graddiff", description="Unlearning method, by registered name.")
+    lora_rank: Literal[8, 16, 32, 64, 128, 256] = Field(8, description="LoRA rank (vLLM-servable values).")
+    batch_max_size: int = Field(8, ge=1, description="Requests per unlearning batch.")
+    batch_max_wait_s: float = Field(2.0, ge=0, description="How long the oldest queued request may wait "
+                                    "for a batch to fill.")
+    max_attempts: int = Field(3, ge=1, description="Job attempts before a request goes to dead_letter.")
+    verification_window_s: int = Field(7 * 24 * 3600, ge=0,
+                                       description="How long a request's probes are re-checked before its "
+                                       "payload key is destroyed.")
+
+    # Network
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(8001, ge=1, le=65535)
+    worker_metrics_port: int = Field(9400, ge=0, le=65535, description="0 disables the worker's /metrics.")
+
+    @field_validator("data_dir", "store_dir", "model_cache_dir")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> Settings:
+        if self.mode != "production":
+            return self
+        problems = [
+            name
+            for name in ("api_token", "admin_token")
+            if getattr(self, name).get_secret_value() == PLACEHOLDER_TOKEN
+        ]
+        problems += [name for name in ("master_key", "hmac_key") if getattr(self, name) is None]
+        if problems:
+            raise ValueError(f"production mode needs explicit secrets; placeholder or missing: {problems}")
+        return self
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.store_dir or self.data_dir / "adapters"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    def key(self, *parts: str) -> str:
+        """A Redis key under this deployment's prefix: ``key("req", id)`` -> ``forgetd:req:<id>``."""
+        return ":".join((self.key_prefix, *parts))
+
+    def secret_bytes(self, name: Literal["master_key", "hmac_key"]) -> bytes:
+        """The decoded secret; in embedded mode generated once into ``data_dir/keys``."""
+        value = getattr(self, name)
+        if value is not None:
+            return _decode_key(name, value.get_secret_value())
+        if self.mode == "production":
+            raise ValueError(f"{name} is required in production mode")
+        return _load_or_create_key_file(self.data_dir / "keys" / name)
+
+
+def _decode_key(name: str, encoded: str) -> bytes:
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except ValueError as e:
+        raise ValueError(f"{name} is not valid base64") from e
+    if len(raw) != 32:
+        raise ValueError(f"{name} must decode to 32 bytes, got {len(raw)}")
+    return raw
+
+
+def _load_or_create_key_file(path: Path) -> bytes:
+    if path.exists():
+        return _decode_key(path.name, path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
+    tmp.chmod(0o600)
+    # link() is atomic and refuses an existing target: when two processes race to create the key,
+    # exactly one wins and the other reads the winner's complete file.
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return _decode_key(path.name, path.read_text().strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use (in a start-up hook, never at import)."""
+    return Settings()
