@@ -1,0 +1,1 @@
+"""Admission filters: validation, duplicate detection (memorisation and retain conflicts: issue 4)."""

@@ -1,0 +1,80 @@
+"""``/v1/deletions``: accept deletion requests and report on them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response, status
+
+from forgetd.api.deps import StateDep, TenantDep
+from forgetd.api.problems import Problem
+from forgetd.api.schemas import DeletionCreate, DeletionStatus
+from forgetd.ledger import IdempotencyConflictError, NewRequest, RequestNotFoundError
+from forgetd.metrics import REQUESTS_RECEIVED
+from forgetd.pipeline.celery_app import ADMIT_TASK
+from forgetd.settings import Settings
+
+router = APIRouter(prefix="/v1/deletions", tags=["deletions"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+           description="Client-chosen key: the same key and body always give the same request."),
+]
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=DeletionStatus,
+             responses={401: {}, 413: {}, 422: {}})
+def create_deletion(body: DeletionCreate, state: StateDep, tenant: TenantDep, response: Response,
+                    idempotency_key: IdempotencyKey = None) -> DeletionStatus:
+    _check_limits(body, state.settings)
+    new = NewRequest(tenant=tenant, lineage=body.lineage or state.settings.default_lineage,
+                     kind=body.kind, payload=body.payload(), idempotency_key=idempotency_key)
+    try:
+        record, created = state.ledger.create(new)
+    except IdempotencyConflictError as e:
+        REQUESTS_RECEIVED.labels("rejected").inc()
+        raise Problem(422, "Idempotency key reused with a different body",
+                      f"The key was first used for request {e.request_id}.") from e
+    if created:
+        # The record is stored before the message is sent: if sending fails the request waits in
+        # `received`, where the reconciler finds it; the reverse order could lose it.
+        state.celery.send_task(ADMIT_TASK, args=[record.id], queue=state.settings.queue_name)
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    REQUESTS_RECEIVED.labels("accepted" if created else "replayed").inc()
+    response.headers["Location"] = f"/v1/deletions/{record.id}"
+    return DeletionStatus.of(record)
+
+
+@router.get("/{request_id}", response_model=DeletionStatus, responses={401: {}, 404: {}})
+def get_deletion(request_id: str, state: StateDep, tenant: TenantDep) -> DeletionStatus:
+    try:
+        record = state.ledger.get(_checked_id(request_id))
+    except RequestNotFoundError as e:
+        raise Problem(404, "Deletion request not found", str(e)) from e
+    if record.tenant != tenant:
+        raise Problem(404, "Deletion request not found")
+    return DeletionStatus.of(record)
+
+
+def _checked_id(request_id: str) -> str:
+    if not (len(request_id) == 32 and all(c in "0123456789abcdef" for c in request_id)):
+        raise Problem(404, "Deletion request not found", "Request ids are 32 lowercase hex digits.")
+    return request_id
+
+
+def _check_limits(body: DeletionCreate, settings: Settings) -> None:
+    """The deployment's limits (settings), beyond the schema's shape: 422 naming the field."""
+    errors = []
+    for field in ("texts", "probes", "neighbours"):
+        if len(getattr(body, field)) > settings.max_texts:
+            errors.append({"loc": ["body", field], "msg": f"at most {settings.max_texts} items",
+                           "type": "too_long"})
+    for i, text in enumerate(body.texts):
+        if len(text) > settings.max_text_chars:
+            errors.append({"loc": ["body", "texts", i], "msg": f"at most {settings.max_text_chars} characters",
+                           "type": "string_too_long"})
+    if errors:
+        REQUESTS_RECEIVED.labels("rejected").inc()
+        raise Problem(422, "Invalid request", "The request exceeds this deployment's limits.", errors=errors)

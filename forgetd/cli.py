@@ -1,0 +1,168 @@
+"""The ``forgetd`` command line: run the daemon's processes, and talk to a running one."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from forgetd.client import ForgetdClient, ForgetdError
+from forgetd.settings import Settings, get_settings
+
+app = typer.Typer(help="forgetd: continual machine unlearning as a service.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+adapters_app = typer.Typer(help="Published adapter versions.", no_args_is_help=True)
+app.add_typer(adapters_app, name="adapters")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except (ValidationError, ValueError) as e:
+        typer.secho(f"forgetd: invalid settings:\n{e}", fg="red", err=True)
+        raise typer.Exit(2) from e
+
+
+def _client(settings: Settings, url: str | None) -> ForgetdClient:
+    base = url or f"http://{settings.api_host}:{settings.api_port}"
+    return ForgetdClient(base, settings.api_token.get_secret_value())
+
+
+def _print_json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+@app.command()
+def up() -> None:
+    """All-in-one embedded mode: Redis (if none answers), the API, one worker, and the serving engine."""
+    from forgetd.embedded import run_embedded
+
+    raise typer.Exit(run_embedded(_settings()))
+
+
+@app.command()
+def api() -> None:
+    """Run the intake API (uvicorn)."""
+    from forgetd.api.app import run_api
+
+    run_api(_settings())
+
+
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues; default: all of forgetd's.")] = None,
+    beat: Annotated[bool, typer.Option(help="Also run the periodic tasks (one process per deployment).")] = True,
+) -> None:
+    """Run a Celery worker (one process, solo pool: one job per GPU at a time)."""
+    from forgetd.pipeline.worker import run_worker
+
+    run_worker(_settings(), queues=queues.split(",") if queues else None, beat=beat)
+
+
+@app.command()
+def serve() -> None:
+    """Run the embedded serving engine (OpenAI-compatible completions with hot-swapped adapters)."""
+    from forgetd.serving.app import run_serving
+
+    run_serving(_settings())
+
+
+# -- client commands ------------------------------------------------------------------------------
+
+
+@app.command()
+def submit(
+    texts: Annotated[list[str], typer.Argument(help="Texts the model must forget.")],
+    probe: Annotated[list[str] | None, typer.Option(help="PROMPT::COMPLETION to verify (repeatable).")] = None,
+    keep: Annotated[list[str] | None, typer.Option(help="PROMPT::COMPLETION to keep (repeatable).")] = None,
+    kind: Annotated[str, typer.Option(help="pii, copyright, harmful or other.")] = "other",
+    lineage: Annotated[str | None, typer.Option(help="Target lineage.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Same key and body: same request.")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the request reaches a terminal state.")] = False,
+    url: Annotated[str | None, typer.Option(help="API base URL; default from settings.")] = None,
+) -> None:
+    """Submit a deletion request."""
+    settings = _settings()
+    with _client(settings, url) as client:
+        try:
+            status = client.submit(texts, probes=_pairs(probe, "--probe"), neighbours=_pairs(keep, "--keep"),
+                                   kind=kind, lineage=lineage, idempotency_key=idempotency_key)
+            if wait:
+                status = client.wait(status["id"])
+        except (ForgetdError, TimeoutError) as e:
+            _fail(str(e))
+        except OSError as e:
+            _fail(f"cannot reach the API: {e}")
+    _print_json(status)
+
+
+@app.command()
+def status(request_id: str, url: Annotated[str | None, typer.Option(help="API base URL.")] = None) -> None:
+    """Show a deletion request's state and receipt."""
+    with _client(_settings(), url) as client:
+        try:
+            _print_json(client.status(request_id))
+        except ForgetdError as e:
+            _fail(str(e))
+        except OSError as e:
+            _fail(f"cannot reach the API: {e}")
+
+
+@adapters_app.command("list")
+def adapters_list(lineage: Annotated[str | None, typer.Argument(help="One lineage; default: all.")] = None) -> None:
+    """List published adapter versions from the store (no server needed)."""
+    from adapters_store import AdapterStore, StoreError
+
+    store = AdapterStore(_settings().adapters_dir)
+    try:
+        for name in [lineage] if lineage else store.lineages():
+            current = store.current_version(name)
+            for manifest in store.versions(name):
+                marker = "*" if manifest.version == current else " "
+                typer.echo(f"{marker} {manifest.ref.served_name:<24} parent={manifest.parent} "
+                           f"method={manifest.method} requests={len(manifest.request_ids)} "
+                           f"created={manifest.created_at}")
+    except StoreError as e:
+        _fail(str(e))
+
+
+@app.command()
+def doctor() -> None:
+    """Check Redis, the model, the adapter store and the GPU; say what is wrong in plain words."""
+    from forgetd.doctor import run_checks
+
+    results = run_checks(_settings())
+    for result in results:
+        typer.secho(f"{'ok ' if result.ok else 'FAIL'} {result.name}: {result.message}",
+                    fg="green" if result.ok else "red")
+    raise typer.Exit(0 if all(r.ok for r in results) else 1)
+
+
+def _pairs(values: list[str] | None, option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values or []:
+        prompt, sep, completion = value.partition("::")
+        if not sep or not prompt.strip() or not completion.strip():
+            _fail(f"{option} takes PROMPT::COMPLETION, both non-empty")
+        pairs.append((prompt, completion))
+    return pairs
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"forgetd: {message}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The Celery application, configured for at-least-once delivery on Redis (DESIGN.md).
+
+Nothing is configured at import: :func:`create_celery_app` is called by the process that needs it
+(the worker's start-up, the API's lifespan) with the settings it loaded.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from forgetd.settings import Settings
+
+ADMIT_TASK = "forgetd.admit"
+RUN_BATCH_TASK = "forgetd.run_batch"
+SHRED_TASK = "forgetd.shred_expired"
+SHRED_INTERVAL_S = 60.0
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    # include: the worker imports the tasks (and torch behind them) when it starts; a process that
+    # only sends tasks (the API) never does.
+    app = Celery("forgetd", broker=settings.celery_broker_url, include=["forgetd.pipeline.tasks"],
+                 set_as_current=True)
+    app.conf.update(
+        # A message is acknowledged only after its task returns, and handed back if the worker
+        # process dies: a crash mid-job redelivers it instead of losing it.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Redis redelivers an unacknowledged message after this long: longer than the longest job.
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # tasks never wait on each other; the ledger holds the outcome
+        task_default_queue=settings.queue_name,
+        task_routes={RUN_BATCH_TASK: {"queue": settings.gpu_queue_name}},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        beat_schedule={"shred-expired": {"task": SHRED_TASK, "schedule": SHRED_INTERVAL_S}},
+    )
+    app.conf.forgetd_settings = settings
+    return app

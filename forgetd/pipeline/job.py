@@ -1,0 +1,214 @@
+"""The unlearning job of one lineage: claim a batch, train, verify, publish, notify, complete.
+
+DESIGN.md steps 3-8. The job holds the lineage's lease for its whole run and publishes with the
+lease's fencing token, so two writers can never both extend the same parent. Every step re-reads
+the ledger and is safe to repeat: a job redelivered after a crash finds the batch its predecessor
+claimed, completes requests whose version was already published, and retrains the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from adapters_store import Manifest, StaleFencingTokenError
+from forgetd.ledger import DeletionRecord, PayloadUnavailableError, RequestState
+from forgetd.metrics import ADAPTER_VERSION, JOB_BATCH_SIZE, JOB_DURATION, VERIFICATION_SCORE
+from forgetd.payload import DeletionPayload
+from forgetd.pipeline.context import PipelineContext
+from forgetd.pipeline.lineage_queue import LineageQueue
+from forgetd.pipeline.locks import LineageLease
+from forgetd.pipeline.receipts import decision_receipt
+from forgetd.unlearning import UnlearningBatch, unlearn_batch
+
+logger = logging.getLogger(__name__)
+
+S = RequestState
+LEASE_TTL_S = 60.0
+
+JobStatus = Literal["busy", "empty", "published", "needs_review", "failed", "lease_lost"]
+
+
+@dataclass
+class JobReport:
+    status: JobStatus
+    request_ids: list[str] = field(default_factory=list)
+    version: int | None = None
+
+
+def run_lineage_job(ctx: PipelineContext, lineage: str) -> JobReport:
+    """Run one batch of ``lineage`` if its lease is free; "busy" tells the caller to try later."""
+    queue = ctx.queue(lineage)
+    lease = LineageLease(ctx.redis, ctx.settings.key_prefix, lineage, ttl_s=LEASE_TTL_S)
+    with lease as token:
+        if token is None:
+            return JobReport("busy")
+        report = _run_batch(ctx, lineage, queue, token)
+    if queue.depth():
+        ctx.schedule_batch(lineage, 0.0)
+    return report
+
+
+def _run_batch(ctx: PipelineContext, lineage: str, queue: LineageQueue, token: int) -> JobReport:
+    claimed = queue.claim(ctx.settings.batch_max_size)
+    if not claimed:
+        return JobReport("empty")
+    started = time.monotonic()
+    current = ctx.store.current(lineage)
+    ids = _complete_already_published(ctx, claimed, current)
+    ids = [request_id for request_id in ids if _start(ctx, request_id)]
+    report = _train_and_publish(ctx, lineage, ids, token, current) if ids else JobReport("empty")
+    if report.status == "lease_lost":
+        queue.hand_back({i: ctx.ledger.get(i).created_at for i in ids})
+    queue.finish([i for i in claimed if report.status != "lease_lost" or i not in ids])
+    JOB_DURATION.labels(report.status).observe(time.monotonic() - started)
+    return report
+
+
+def _complete_already_published(ctx: PipelineContext, claimed: list[str],
+                                current: Manifest | None) -> list[str]:
+    """Finish requests a crashed job published but did not complete; return the rest."""
+    published = set(current.request_ids) if current else set()
+    rest = []
+    for request_id in claimed:
+        if current is not None and request_id in published:
+            _complete(ctx, ctx.ledger.get(request_id), current)
+        else:
+            rest.append(request_id)
+    return rest
+
+
+def _start(ctx: PipelineContext, request_id: str) -> bool:
+    """Move one claimed request into ``unlearning``, counting the attempt; False if it cannot run."""
+    record = ctx.ledger.get(request_id)
+    if record.state in (S.UNLEARNING, S.VERIFYING):  # left behind by a job that died
+        ctx.ledger.transition(request_id, S.QUEUED, reason="handed back after an interrupted job")
+    elif record.state is not S.QUEUED:
+        return False  # already decided (a duplicate claim, an operator's action)
+    if record.attempts >= ctx.settings.max_attempts:
+        _dead_letter(ctx, record, f"gave up after {record.attempts} attempts")
+        return False
+    ctx.ledger.transition(request_id, S.UNLEARNING, sources=[S.QUEUED], count_attempt=True)
+    return True
+
+
+def _train_and_publish(ctx: PipelineContext, lineage: str, ids: list[str], token: int,
+                       parent: Manifest | None) -> JobReport:
+    payloads = _open_payloads(ctx, ids)
+    ids = list(payloads)
+    if not ids:
+        return JobReport("failed")
+    JOB_BATCH_SIZE.observe(len(ids))
+    batch = _unlearning_batch(payloads.values())
+    parent_path = ctx.store.verified_path(lineage, parent.version) if parent else None
+    work_root = ctx.settings.data_dir / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_root) as work_dir:
+        try:
+            outcome = unlearn_batch(ctx.base_model_path, parent_path, batch, ctx.unlearning_config,
+                                    Path(work_dir), ctx.device)
+        except Exception as e:  # any training failure: count it, retry the batch later
+            logger.exception("lineage %s: unlearning failed for %d requests", lineage, len(ids))
+            return _fail(ctx, ids, f"unlearning error: {type(e).__name__}")
+        for request_id in ids:
+            ctx.ledger.transition(request_id, S.VERIFYING, sources=[S.UNLEARNING])
+        _record_scores(lineage, outcome.report.metrics())
+        if outcome.adapter_dir is None:
+            return _needs_review(ctx, ids, "; ".join(outcome.report.reasons) or "verification failed",
+                                 outcome.report.metrics())
+        try:
+            manifest = ctx.store.publish(
+                lineage, outcome.adapter_dir, base_model=ctx.base_model_path.name, method=outcome.method,
+                request_ids=ids, metrics=outcome.report.metrics(), fencing_token=token,
+                expected_parent=parent.version if parent else None,
+                extra={"forgetd_batch_id": uuid.uuid4().hex, "forgetd_steps": outcome.steps,
+                       "forgetd_attempts": outcome.attempts},
+            )
+        except StaleFencingTokenError:
+            logger.warning("lineage %s: lease lost before publish; batch handed back", lineage)
+            for request_id in ids:
+                ctx.ledger.transition(request_id, S.QUEUED, reason="lease lost before publish")
+            return JobReport("lease_lost", ids)
+    ADAPTER_VERSION.labels(lineage).set(manifest.version)
+    for request_id in ids:
+        ctx.ledger.transition(request_id, S.PUBLISHED, sources=[S.VERIFYING])
+    ctx.announce(lineage, manifest.version)
+    for request_id in ids:
+        _complete(ctx, ctx.ledger.get(request_id), manifest)
+    logger.info("lineage %s: version %d published for %d requests", lineage, manifest.version, len(ids))
+    return JobReport("published", ids, manifest.version)
+
+
+def _open_payloads(ctx: PipelineContext, ids: list[str]) -> dict[str, DeletionPayload]:
+    payloads = {}
+    for request_id in ids:
+        try:
+            payloads[request_id] = ctx.ledger.payload(request_id)
+        except PayloadUnavailableError:
+            _dead_letter(ctx, ctx.ledger.get(request_id), "payload unavailable (shredded or corrupt)")
+    return payloads
+
+
+def _unlearning_batch(payloads: Iterable[DeletionPayload]) -> UnlearningBatch:
+    payloads = list(payloads)
+    return UnlearningBatch(
+        forget_texts=[text for p in payloads for text in p.texts],
+        forget_probes=[probe for p in payloads for probe in p.forget_probes()],
+        retain_probes=[probe for p in payloads for probe in p.neighbours],
+    )
+
+
+def _record_scores(lineage: str, metrics: dict[str, float]) -> None:
+    for name, value in metrics.items():
+        VERIFICATION_SCORE.labels(lineage, name).set(value)
+
+
+def _complete(ctx: PipelineContext, record: DeletionRecord, manifest: Manifest) -> None:
+    if record.state is S.COMPLETED:
+        return
+    if record.state is S.VERIFYING:
+        ctx.ledger.transition(record.id, S.PUBLISHED, sources=[S.VERIFYING])
+    window_closes = time.time() + ctx.settings.verification_window_s
+    receipt = decision_receipt(
+        record, S.COMPLETED, adapter_version=manifest.version, served_name=manifest.ref.served_name,
+        parent_version=manifest.parent, base_model=manifest.base_model, method=manifest.method,
+        batch_size=len(manifest.request_ids), metrics=manifest.metrics,
+        verification_window_closes_at=window_closes,
+    )
+    ctx.ledger.transition(record.id, S.COMPLETED, sources=[S.PUBLISHED], receipt=receipt)
+    ctx.schedule_shred(record.id, window_closes)
+
+
+def _needs_review(ctx: PipelineContext, ids: list[str], reason: str,
+                  metrics: dict[str, float]) -> JobReport:
+    for request_id in ids:
+        record = ctx.ledger.get(request_id)
+        receipt = decision_receipt(record, S.NEEDS_REVIEW, reason=reason, metrics=metrics)
+        ctx.ledger.transition(request_id, S.NEEDS_REVIEW, sources=[S.VERIFYING], reason=reason,
+                              receipt=receipt)
+    return JobReport("needs_review", ids)
+
+
+def _fail(ctx: PipelineContext, ids: list[str], reason: str) -> JobReport:
+    """Mark a failed attempt; requests with attempts left go back to the queue."""
+    for request_id in ids:
+        ctx.ledger.transition(request_id, S.FAILED, reason=reason)
+        record = ctx.ledger.get(request_id)
+        if record.attempts >= ctx.settings.max_attempts:
+            _dead_letter(ctx, record, f"{reason} (after {record.attempts} attempts)")
+        else:
+            ctx.ledger.transition(request_id, S.QUEUED, sources=[S.FAILED])
+            ctx.queue(record.lineage).push(request_id, since=record.created_at)
+    return JobReport("failed", ids)
+
+
+def _dead_letter(ctx: PipelineContext, record: DeletionRecord, reason: str) -> None:
+    receipt = decision_receipt(record, S.DEAD_LETTER, reason=reason)
+    ctx.ledger.transition(record.id, S.DEAD_LETTER, reason=reason, receipt=receipt)
+    logger.error("request %s dead-lettered: %s", record.id, reason)
