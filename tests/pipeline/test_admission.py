@@ -1,0 +1,100 @@
+"""``admit`` on a real Redis: validation, exact duplicates by keyed HMAC, queueing and batch triggers."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters_store import AdapterStore
+from forgetd.ledger import NewRequest, PayloadUnavailableError, RequestState, open_ledger
+from forgetd.payload import DeletionPayload, Probe
+from forgetd.pipeline.admission import admit_request
+from forgetd.pipeline.context import PipelineContext
+from forgetd.settings import Settings
+
+S = RequestState
+
+
+@pytest.fixture
+def scheduled() -> list[tuple[str, float]]:
+    return []
+
+
+@pytest.fixture
+def ctx(settings: Settings, redis_client, scheduled: list[tuple[str, float]]) -> PipelineContext:  # type: ignore[no-untyped-def]
+    settings = settings.model_copy(update={"batch_max_size": 3})
+    return PipelineContext(settings, redis_client, open_ledger(settings, redis_client),
+                           AdapterStore(settings.adapters_dir), lambda lineage, delay: scheduled.append((lineage, delay)))
+
+
+def _submit(ctx: PipelineContext, *texts: str, neighbours: list[Probe] | None = None) -> str:
+    payload = DeletionPayload(texts=list(texts), neighbours=neighbours or [])
+    record, _ = ctx.ledger.create(NewRequest("t", "default", "pii", payload))
+    return record.id
+
+
+def test_a_valid_request_is_queued_and_starts_the_batch_wait(ctx: PipelineContext,
+                                                             scheduled: list[tuple[str, float]]) -> None:
+    request_id = _submit(ctx, "Mira Solberg works as a potter.")
+
+    assert admit_request(ctx, request_id) is S.QUEUED
+
+    assert ctx.queue("default").depth() == 1
+    assert scheduled == [("default", ctx.settings.batch_max_wait_s)]
+
+
+def test_a_full_batch_starts_at_once(ctx: PipelineContext, scheduled: list[tuple[str, float]]) -> None:
+    for i in range(3):
+        admit_request(ctx, _submit(ctx, f"Person number {i} lives in Bergen."))
+
+    assert scheduled[-1] == ("default", 0.0)
+
+
+def test_redelivered_admit_is_idempotent(ctx: PipelineContext) -> None:
+    request_id = _submit(ctx, "Mira Solberg works as a potter.")
+
+    admit_request(ctx, request_id)
+    admit_request(ctx, request_id)
+
+    assert ctx.queue("default").depth() == 1
+    assert [e["to"] for e in ctx.ledger.audit_trail(request_id)] == ["received", "queued"]
+
+
+def test_exact_duplicate_after_normalisation_ends_as_duplicate_and_is_shredded(ctx: PipelineContext) -> None:
+    first = _submit(ctx, "Mira Solberg works as a potter.")
+    admit_request(ctx, first)
+    second = _submit(ctx, "  MIRA   solberg works as a potter.")
+
+    assert admit_request(ctx, second) is S.DUPLICATE
+
+    record = ctx.ledger.get(second)
+    assert record.receipt is not None and record.receipt["duplicate_of"] == [first]
+    with pytest.raises(PayloadUnavailableError):
+        ctx.ledger.payload(second)
+
+
+def test_a_request_with_one_new_text_is_not_a_duplicate(ctx: PipelineContext) -> None:
+    admit_request(ctx, _submit(ctx, "Mira Solberg works as a potter."))
+
+    assert admit_request(ctx, _submit(ctx, "Mira Solberg works as a potter.", "Mira Solberg owns a cat.")) \
+        is S.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("texts", "neighbours", "reason"),
+    [
+        (["short"], [], "text_too_short"),
+        (["Mira Solberg works as a potter.", "mira solberg works as a potter."], [], "repeated_text"),
+        (["Mira Solberg works as a potter."], [Probe(prompt="Mira Solberg works", completion="as a potter.")],
+         "conflicting_probes"),
+    ],
+)
+def test_invalid_payloads_are_rejected_with_a_reason_that_quotes_nothing(
+        ctx: PipelineContext, texts: list[str], neighbours: list[Probe], reason: str) -> None:
+    request_id = _submit(ctx, *texts, neighbours=neighbours)
+
+    assert admit_request(ctx, request_id) is S.REJECTED
+
+    record = ctx.ledger.get(request_id)
+    assert record.reason is not None and record.reason.startswith(reason)
+    assert "potter" not in record.reason and "Mira" not in record.reason
+    assert ctx.queue("default").depth() == 0
