@@ -1,0 +1,30 @@
+"""Immutable, versioned LoRA adapter lineages on a local directory.
+
+Independent of forgetd's pipeline, HTTP API and settings, so that a serving process can use it alone.
+"""
+
+from adapters_store.errors import (
+    IntegrityError,
+    InvalidNameError,
+    ManifestError,
+    ParentMismatchError,
+    StaleFencingTokenError,
+    StoreError,
+    VersionNotFoundError,
+)
+from adapters_store.manifest import Manifest
+from adapters_store.ref import AdapterRef
+from adapters_store.store import AdapterStore
+
+__all__ = [
+    "AdapterRef",
+    "AdapterStore",
+    "IntegrityError",
+    "InvalidNameError",
+    "Manifest",
+    "ManifestError",
+    "ParentMismatchError",
+    "StaleFencingTokenError",
+    "StoreError",
+    "VersionNotFoundError",
+]

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from adapters_store import Manifest, StaleFencingTokenError
+from adapters_store import Manifest, ParentMismatchError, StaleFencingTokenError, StoreError
 from forgetd.ledger import DeletionRecord, PayloadUnavailableError, RequestState
 from forgetd.metrics import ADAPTER_VERSION, JOB_BATCH_SIZE, JOB_DURATION, VERIFICATION_SCORE
 from forgetd.payload import DeletionPayload
@@ -106,11 +106,11 @@ def _train_and_publish(ctx: PipelineContext, lineage: str, ids: list[str], token
         return JobReport("failed")
     JOB_BATCH_SIZE.observe(len(ids))
     batch = _unlearning_batch(payloads.values())
-    parent_path = ctx.store.verified_path(lineage, parent.version) if parent else None
     work_root = ctx.settings.data_dir / "work"
     work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_root) as work_dir:
         try:
+            parent_path = ctx.store.verified_path(lineage, parent.version) if parent else None
             outcome = unlearn_batch(ctx.base_model_path, parent_path, batch, ctx.unlearning_config,
                                     Path(work_dir), ctx.device)
         except Exception as e:  # any training failure: count it, retry the batch later
@@ -130,11 +130,15 @@ def _train_and_publish(ctx: PipelineContext, lineage: str, ids: list[str], token
                 extra={"forgetd_batch_id": uuid.uuid4().hex, "forgetd_steps": outcome.steps,
                        "forgetd_attempts": outcome.attempts},
             )
-        except StaleFencingTokenError:
-            logger.warning("lineage %s: lease lost before publish; batch handed back", lineage)
+        except (StaleFencingTokenError, ParentMismatchError) as e:
+            # Another writer got the lineage meanwhile: this candidate was trained on a stale parent.
+            logger.warning("lineage %s: %s; batch handed back", lineage, type(e).__name__)
             for request_id in ids:
-                ctx.ledger.transition(request_id, S.QUEUED, reason="lease lost before publish")
+                ctx.ledger.transition(request_id, S.QUEUED, reason="lineage moved on before publish")
             return JobReport("lease_lost", ids)
+        except StoreError as e:
+            logger.exception("lineage %s: publish failed", lineage)
+            return _fail(ctx, ids, f"publish error: {type(e).__name__}")
     ADAPTER_VERSION.labels(lineage).set(manifest.version)
     for request_id in ids:
         ctx.ledger.transition(request_id, S.PUBLISHED, sources=[S.VERIFYING])

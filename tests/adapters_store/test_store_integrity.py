@@ -101,7 +101,7 @@ def test_manifest_of_another_version_is_refused(publish: Publish, store: Adapter
         store.manifest("bot", 1)
 
 
-@pytest.mark.parametrize("content", [b"garbage", b'{"version": 0}', b'{"version": "1"}'])
+@pytest.mark.parametrize("content", [b"garbage", b"1", b'{"version": 0}', b'{"version": "1"}', b"{}"])
 def test_corrupt_pointer_is_an_integrity_error(publish: Publish, store: AdapterStore, content: bytes) -> None:
     publish()
     (store.root / "bot" / "CURRENT").write_bytes(content)

@@ -37,6 +37,14 @@ def test_root_is_created(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "b").is_dir()
 
 
+def test_lineages_ignores_strays(publish: Publish, store: AdapterStore) -> None:
+    publish()
+    (store.root / "notes").write_text("a file named like a lineage")
+    (store.root / "empty").mkdir()
+    (store.root / "Upper").mkdir()
+    assert store.lineages() == ["bot"]
+
+
 def test_publish_then_read_back(store: AdapterStore, make_adapter: Callable[..., Path]) -> None:
     source = make_adapter()
     published = store.publish(
