@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis
 
 from adapters_store import AdapterStore
 from forgetd.ledger import NewRequest, PayloadUnavailableError, RequestState, open_ledger
@@ -20,10 +21,14 @@ def scheduled() -> list[tuple[str, float]]:
 
 
 @pytest.fixture
-def ctx(settings: Settings, redis_client, scheduled: list[tuple[str, float]]) -> PipelineContext:  # type: ignore[no-untyped-def]
+def ctx(settings: Settings, redis_client: redis.Redis, scheduled: list[tuple[str, float]]) -> PipelineContext:
     settings = settings.model_copy(update={"batch_max_size": 3})
+
+    def schedule(lineage: str, delay_s: float) -> None:
+        scheduled.append((lineage, delay_s))
+
     return PipelineContext(settings, redis_client, open_ledger(settings, redis_client),
-                           AdapterStore(settings.adapters_dir), lambda lineage, delay: scheduled.append((lineage, delay)))
+                           AdapterStore(settings.adapters_dir), schedule)
 
 
 def _submit(ctx: PipelineContext, *texts: str, neighbours: list[Probe] | None = None) -> str:

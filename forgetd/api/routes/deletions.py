@@ -73,7 +73,7 @@ def _check_limits(body: DeletionCreate, settings: Settings) -> None:
                            "type": "too_long"})
     for i, text in enumerate(body.texts):
         if len(text) > settings.max_text_chars:
-            errors.append({"loc": ["body", "texts", i], "msg": f"at most {settings.max_text_chars} characters",
+            errors.append({"loc": ["body", "texts", str(i)], "msg": f"at most {settings.max_text_chars} characters",
                            "type": "string_too_long"})
     if errors:
         REQUESTS_RECEIVED.labels("rejected").inc()
