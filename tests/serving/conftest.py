@@ -8,21 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from serving_helpers import LINEAGE, Publish
 from transformers import ByT5Tokenizer, LlamaConfig, LlamaForCausalLM
 
 from adapters_store import AdapterStore, Manifest
-try:  # TEMPORARY until forgetd.models lands
-    from forgetd.models import load_model
-except ImportError:
-    from types import SimpleNamespace
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    def load_model(path, device):  # type: ignore[no-redef]
-        model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
-        return SimpleNamespace(model=model, tokenizer=AutoTokenizer.from_pretrained(path), path=path, name="tiny")
+from forgetd.models import load_model
 from forgetd.serving.engine import EmbeddedEngine
-from serving_helpers import LINEAGE, Publish
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +61,7 @@ def _save_adapter(base_dir: Path, out: Path, seed: int) -> Path:
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0.0, 1.0)  # peft starts B at zero (a no-op adapter): make it change outputs
-    model.save_pretrained(out)
+    model.save_pretrained(str(out))
     return out
 
 

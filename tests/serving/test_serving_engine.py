@@ -4,12 +4,12 @@ import os
 from pathlib import Path
 
 import pytest
+from serving_helpers import LINEAGE, PROMPT, Publish
 
 from adapters_store import AdapterStore
 from forgetd.metrics import ADAPTER_SWAPS, SERVED_ADAPTER_VERSION
 from forgetd.serving.domain import GenerationParams, UnknownModelError
 from forgetd.serving.engine import EmbeddedEngine
-from serving_helpers import LINEAGE, PROMPT, Publish
 
 GREEDY = GenerationParams(max_tokens=8)
 

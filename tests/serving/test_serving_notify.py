@@ -6,10 +6,13 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from serving_helpers import LINEAGE, Publish
 
 from forgetd.serving.engine import EmbeddedEngine
 from forgetd.serving.notify import AdapterSubscriber, adapters_channel, announce_version, parse_announcement
-from serving_helpers import LINEAGE, Publish
+
 
 @pytest.fixture
 def subscriber_for(
@@ -54,6 +57,37 @@ def test_periodic_resync_catches_a_missed_announcement(
     subscriber_for(engine, 0.2)
     publish(1)
     assert _wait_for_version(engine, 1, 3.0)
+
+
+def test_resyncs_while_redis_is_unreachable(engine: EmbeddedEngine, publish: Publish) -> None:
+    # No client retries: they would only make stop() wait for the listener thread.
+    unreachable = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    subscriber = AdapterSubscriber(engine, unreachable, "test", resync_interval_s=0.2)
+    subscriber.start()
+    try:
+        publish(1)
+        assert _wait_for_version(engine, 1, 3.0)
+        assert not subscriber.wait_subscribed(0)
+    finally:
+        subscriber.stop()
+
+
+def test_reconnects_after_losing_its_connection(
+    engine: EmbeddedEngine, publish: Publish, redis_url: str, key_prefix: str
+) -> None:
+    name = f"{key_prefix}-subscriber"
+    client = redis.Redis.from_url(redis_url, client_name=name)
+    subscriber = AdapterSubscriber(engine, client, key_prefix, resync_interval_s=600.0)
+    subscriber.start()
+    try:
+        assert subscriber.wait_subscribed(5.0)
+        publish(1)  # not announced: only the catch-up sync after re-subscribing can find it
+        [ours] = [c for c in client.client_list() if c["name"] == name and c["cmd"] != "client|list"]
+        client.client_kill_filter(_id=ours["id"])
+        assert _wait_for_version(engine, 1, 5.0)
+    finally:
+        subscriber.stop()
+        client.close()
 
 
 def test_malformed_announcement_is_ignored(
