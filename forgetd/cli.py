@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import httpx
 import typer
 from pydantic import ValidationError
 
@@ -96,7 +97,7 @@ def submit(
                 status = client.wait(status["id"])
         except (ForgetdError, TimeoutError) as e:
             _fail(str(e))
-        except OSError as e:
+        except httpx.TransportError as e:
             _fail(f"cannot reach the API: {e}")
     _print_json(status)
 
@@ -109,7 +110,7 @@ def status(request_id: str, url: Annotated[str | None, typer.Option(help="API ba
             _print_json(client.status(request_id))
         except ForgetdError as e:
             _fail(str(e))
-        except OSError as e:
+        except httpx.TransportError as e:
             _fail(f"cannot reach the API: {e}")
 
 
