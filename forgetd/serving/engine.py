@@ -64,9 +64,12 @@ class EmbeddedEngine:
     The engine owns ``loaded.model``: peft injects LoRA layers into it when the first version loads.
     """
 
-    def __init__(self, loaded: LoadedModel, store: AdapterStore) -> None:
+    def __init__(self, loaded: LoadedModel, store: AdapterStore, declared_lineages: Sequence[str] = ()) -> None:
         self._loaded = loaded
         self._store = store
+        # Lineages whose alias answers with the base until their first version: clients can name the
+        # alias from day one and never change it.
+        self._declared = frozenset(declared_lineages)
         self._created = int(time.time())
         self._peft: PeftModel | None = None  # set when the first adapter is loaded
         self._active: str | None = None  # adapter set on the peft model; None: unknown, set it again
@@ -84,7 +87,7 @@ class EmbeddedEngine:
 
         path = resolve_model_path(settings.model, settings.models_dir)
         loaded = load_model(path, select_device(settings.device))
-        return cls(loaded, AdapterStore(settings.adapters_dir))
+        return cls(loaded, AdapterStore(settings.adapters_dir), declared_lineages=[settings.default_lineage])
 
     @property
     def base_model_id(self) -> str:
@@ -106,6 +109,8 @@ class EmbeddedEngine:
                     cards.append(ServedModel(name, "version", str(adapter.path), base, adapter.created))
             for lineage, name in sorted(self._aliases.items()):
                 cards.append(ServedModel(lineage, "alias", name, base, self._adapters[name].created))
+            for lineage in sorted(self._declared - self._aliases.keys()):
+                cards.append(ServedModel(lineage, "alias", base, base, self._created))
         return cards
 
     # Requests
@@ -142,6 +147,8 @@ class EmbeddedEngine:
         if model == self.base_model_id:
             return Lease(model, model, None)
         with self._state_lock:
+            if model in self._declared and model not in self._aliases:
+                return Lease(model, self.base_model_id, None)
             name = self._aliases.get(model, model)
             adapter = self._adapters.get(name)
             if adapter is None or adapter.retired:

@@ -155,3 +155,20 @@ def _tamper(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def test_a_declared_lineage_answers_as_the_base_until_its_first_version(
+        tiny_model_dir: Path, store: AdapterStore, publish: Publish) -> None:
+    from forgetd.models import load_model, select_device
+
+    engine = EmbeddedEngine(load_model(tiny_model_dir, select_device("cpu")), store, declared_lineages=[LINEAGE])
+    engine.sync_from_store()
+    base = _text(engine, engine.base_model_id)
+
+    before = engine.complete(LINEAGE, [PROMPT], GREEDY)
+    assert before.served_name == engine.base_model_id and before.completions[0].text == base
+    assert {m.id: m.root for m in engine.models()}[LINEAGE] == engine.base_model_id
+
+    publish(1)
+    engine.sync_from_store()
+    assert engine.complete(LINEAGE, [PROMPT], GREEDY).served_name == f"{LINEAGE}-v1"
