@@ -7,7 +7,7 @@ The schema already bounds sizes and shapes; these checks look at content. Reason
 from __future__ import annotations
 
 from forgetd.ledger.crypto import normalise_text
-from forgetd.payload import DeletionPayload
+from forgetd.payload import DeletionPayload, Probe
 
 MIN_TEXT_CHARS = 8  # shorter than this, "forget it" would mostly erase common words
 
@@ -20,8 +20,14 @@ def rejection_reasons(payload: DeletionPayload) -> list[str]:
         reasons.append(f"text_too_short: every text needs at least {MIN_TEXT_CHARS} characters")
     if len(set(normalised)) != len(normalised):
         reasons.append("repeated_text: the same text appears twice in one request")
-    forget = {normalise_text(p.completion) for p in payload.forget_probes()}
-    keep = {normalise_text(p.completion) for p in payload.neighbours}
+    # The same prompt and completion both to forget and to keep cannot be satisfied. A shared answer
+    # alone is fine: two people can be born in the same city.
+    forget = {_pair(p) for p in payload.forget_probes()}
+    keep = {_pair(p) for p in payload.neighbours}
     if forget & keep:
-        reasons.append("conflicting_probes: a completion is both to forget and to keep")
+        reasons.append("conflicting_probes: a probe is both to forget and to keep")
     return reasons
+
+
+def _pair(probe: Probe) -> tuple[str, str]:
+    return normalise_text(probe.prompt), normalise_text(probe.completion)

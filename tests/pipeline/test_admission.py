@@ -91,6 +91,8 @@ def test_a_request_with_one_new_text_is_not_a_duplicate(ctx: PipelineContext) ->
         (["Mira Solberg works as a potter.", "mira solberg works as a potter."], [], "repeated_text"),
         (["Mira Solberg works as a potter."], [Probe(prompt="Mira Solberg works", completion="as a potter.")],
          "conflicting_probes"),
+        (["Mira Solberg works as a potter."], [Probe(prompt="mira  solberg works", completion="AS A potter.")],
+         "conflicting_probes"),
     ],
 )
 def test_invalid_payloads_are_rejected_with_a_reason_that_quotes_nothing(
@@ -103,3 +105,9 @@ def test_invalid_payloads_are_rejected_with_a_reason_that_quotes_nothing(
     assert record.reason is not None and record.reason.startswith(reason)
     assert "potter" not in record.reason and "Mira" not in record.reason
     assert ctx.queue("default").depth() == 0
+
+
+def test_a_shared_answer_with_another_prompt_is_no_conflict(ctx: PipelineContext) -> None:
+    neighbours = [Probe(prompt="Ivo Brandt works", completion="as a potter.")]
+
+    assert admit_request(ctx, _submit(ctx, "Mira Solberg works as a potter.", neighbours=neighbours)) is S.QUEUED
