@@ -260,14 +260,21 @@ def _pointer_bytes(version: int) -> bytes:
     return (json.dumps({"version": version}) + "\n").encode()
 
 
-def _read_pointer(lineage: str, path: Path) -> int | None:
-    """Version named by CURRENT; None if the lineage has never had one."""
+def _read_json(lineage: str, path: Path) -> Any:
+    """A small JSON control file's content; None if it does not exist."""
     try:
-        data = json.loads(path.read_bytes())
+        return json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
         raise IntegrityError(lineage, None, path.name, f"unreadable: {e}") from e
+
+
+def _read_pointer(lineage: str, path: Path) -> int | None:
+    """Version named by CURRENT; None if the lineage has never had one."""
+    data = _read_json(lineage, path)
+    if data is None:
+        return None
     try:
         return validate_version(data.get("version") if isinstance(data, dict) else None)
     except InvalidNameError as e:
@@ -276,12 +283,9 @@ def _read_pointer(lineage: str, path: Path) -> int | None:
 
 def _read_fence(lineage: str, path: Path) -> int | None:
     """Highest fencing token seen; None if no writer ever sent one."""
-    try:
-        token = json.loads(path.read_bytes())
-    except FileNotFoundError:
+    token = _read_json(lineage, path)
+    if token is None:
         return None
-    except (OSError, ValueError) as e:
-        raise IntegrityError(lineage, None, path.name, f"unreadable: {e}") from e
     if isinstance(token, bool) or not isinstance(token, int) or token < 0:
         raise IntegrityError(lineage, None, path.name, f"holds {token!r}, not a token")
     return token
