@@ -69,3 +69,11 @@ def settings(tmp_path: Path, key_prefix: str, redis_url: str, model_cache_dir: P
         device="cpu",
         worker_metrics_port=0,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(model_cache_dir: Path) -> Path:
+    """The default tiny model, taught the default fictitious people (built once, content-hashed)."""
+    from forgetd.models import resolve_model_path
+
+    return resolve_model_path("tiny", model_cache_dir)

@@ -12,8 +12,8 @@ import logging
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 

@@ -17,7 +17,7 @@ from forgetd.serving.engine import EmbeddedEngine
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def random_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = ByT5Tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -39,13 +39,13 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def adapter_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+def adapter_dir(random_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
     """``adapter_dir(seed)``: a saved PEFT LoRA folder whose (non-zero) weights depend on ``seed``."""
     made: dict[int, Path] = {}
 
     def make(seed: int) -> Path:
         if seed not in made:
-            made[seed] = _save_adapter(tiny_model_dir, tmp_path_factory.mktemp(f"adapter-{seed}"), seed)
+            made[seed] = _save_adapter(random_llama_dir, tmp_path_factory.mktemp(f"adapter-{seed}"), seed)
         return made[seed]
 
     return make
@@ -83,6 +83,6 @@ def publish(store: AdapterStore, adapter_dir: Callable[[int], Path]) -> Publish:
 
 
 @pytest.fixture
-def engine(tiny_model_dir: Path, store: AdapterStore) -> Iterator[EmbeddedEngine]:
+def engine(random_llama_dir: Path, store: AdapterStore) -> Iterator[EmbeddedEngine]:
     # A fresh base per test: peft injects LoRA layers into the model it wraps.
-    yield EmbeddedEngine(load_model(tiny_model_dir, torch.device("cpu")), store)
+    yield EmbeddedEngine(load_model(random_llama_dir, torch.device("cpu")), store)

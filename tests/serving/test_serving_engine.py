@@ -158,10 +158,10 @@ def _tamper(path: Path) -> None:
 
 
 def test_a_declared_lineage_answers_as_the_base_until_its_first_version(
-        tiny_model_dir: Path, store: AdapterStore, publish: Publish) -> None:
+        random_llama_dir: Path, store: AdapterStore, publish: Publish) -> None:
     from forgetd.models import load_model, select_device
 
-    engine = EmbeddedEngine(load_model(tiny_model_dir, select_device("cpu")), store, declared_lineages=[LINEAGE])
+    engine = EmbeddedEngine(load_model(random_llama_dir, select_device("cpu")), store, declared_lineages=[LINEAGE])
     engine.sync_from_store()
     base = _text(engine, engine.base_model_id)
 

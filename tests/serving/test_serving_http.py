@@ -132,17 +132,17 @@ def test_metrics_count_completions(client: TestClient) -> None:
 
 def test_app_builds_its_engine_and_follows_announcements(
     settings: Settings,
-    tiny_model_dir: Path,
+    random_llama_dir: Path,
     store: AdapterStore,
     publish: Publish,
     redis_client: redis.Redis,
 ) -> None:
-    settings = settings.model_copy(update={"model": str(tiny_model_dir), "store_dir": store.root})
+    settings = settings.model_copy(update={"model": str(random_llama_dir), "store_dir": store.root})
     request = {"model": LINEAGE, "prompt": PROMPT, "max_tokens": 2}
     with TestClient(create_serving_app(settings)) as client:
         assert client.get("/readyz").status_code == 200
         # The default lineage's alias answers as the base until its first version.
-        assert client.post("/v1/completions", json=request).json()["model"] == Path(tiny_model_dir).name
+        assert client.post("/v1/completions", json=request).json()["model"] == Path(random_llama_dir).name
         publish(1)
         announce_version(redis_client, settings.key_prefix, LINEAGE, 1)
         deadline = time.monotonic() + 5.0

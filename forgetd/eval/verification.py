@@ -1,0 +1,98 @@
+"""The pass/fail decision on a candidate adapter: forget probes gone, retain probes kept.
+
+Reasons are about numbers only. Probe text is personal data and never appears in a report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from forgetd.eval.probes import ProbeScores
+
+
+class VerificationPolicy(BaseModel):
+    """Thresholds a candidate adapter must meet to be published."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_forget_recall: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="Highest forget-probe recall allowed after the update (absolute share of probes).")
+    relative_forget_recall: bool = Field(
+        False, description="Read max_forget_recall as a share of the recall before the update instead.")
+    max_retain_drop: float = Field(
+        0.1, ge=0.0, le=1.0, description="Largest allowed fall in retain-probe recall (absolute).")
+    min_forget_nll_gain: float = Field(
+        0.0, ge=0.0, description="The forget probes' mean NLL must rise by more than this many nats.")
+
+    def forget_recall_limit(self, before: float) -> float:
+        """The highest forget recall allowed given the recall before the update."""
+        return self.max_forget_recall * before if self.relative_forget_recall else self.max_forget_recall
+
+
+# Recall is a ratio of small counts: 0.4 - 0.3 is 0.10000000000000003 in floats, which must not fail a
+# 0.1 threshold.
+_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """Scores before and after an update, which checks passed, and a plain-number reason per failure."""
+
+    forget_recall_before: float
+    forget_recall_after: float
+    retain_recall_before: float
+    retain_recall_after: float
+    forget_nll_before: float
+    forget_nll_after: float
+    retain_nll_before: float
+    retain_nll_after: float
+    forget_passed: bool
+    retain_passed: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.forget_passed and self.retain_passed
+
+    def metrics(self) -> dict[str, float]:
+        """Every score (and the pass flags as 0/1) as floats, for manifests, receipts and Prometheus."""
+        values = {name: float(value) for name, value in asdict(self).items() if name != "reasons"}
+        return {**values, "passed": float(self.passed)}
+
+
+def verify_update(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy) -> VerificationReport:
+    """Compare the scores before and after an update against ``policy``; every failed check is a reason."""
+    forget_reasons = _forget_reasons(before, after, policy)
+    retain_reasons = _retain_reasons(before, after, policy)
+    return VerificationReport(
+        forget_recall_before=before.forget_recall, forget_recall_after=after.forget_recall,
+        retain_recall_before=before.retain_recall, retain_recall_after=after.retain_recall,
+        forget_nll_before=before.forget_nll, forget_nll_after=after.forget_nll,
+        retain_nll_before=before.retain_nll, retain_nll_after=after.retain_nll,
+        forget_passed=not forget_reasons, retain_passed=not retain_reasons,
+        reasons=forget_reasons + retain_reasons,
+    )
+
+
+def _forget_reasons(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy) -> list[str]:
+    reasons = []
+    limit = policy.forget_recall_limit(before.forget_recall)
+    if after.forget_recall > limit + _TOLERANCE:
+        reasons.append(f"forget recall {after.forget_recall:.3f} is above the allowed {limit:.3f} "
+                       f"(before: {before.forget_recall:.3f})")
+    gain = after.forget_nll - before.forget_nll
+    if gain <= policy.min_forget_nll_gain:
+        reasons.append(f"forget NLL rose by {gain:.3f} nats ({before.forget_nll:.3f} -> "
+                       f"{after.forget_nll:.3f}), needs more than {policy.min_forget_nll_gain:.3f}")
+    return reasons
+
+
+def _retain_reasons(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy) -> list[str]:
+    drop = before.retain_recall - after.retain_recall
+    if drop <= policy.max_retain_drop + _TOLERANCE:
+        return []
+    return [f"retain recall fell by {drop:.3f} ({before.retain_recall:.3f} -> {after.retain_recall:.3f}), "
+            f"allowed {policy.max_retain_drop:.3f}"]

@@ -1,0 +1,74 @@
+"""What an unlearning update does: method, LoRA shape, optimisation, stopping, retries and verification.
+
+The objects acting on it are the methods (:mod:`forgetd.unlearning.methods`), the training loop
+(:mod:`forgetd.unlearning.trainer`) and :func:`forgetd.unlearning.update.unlearn_batch`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from forgetd.eval.verification import VerificationPolicy
+from forgetd.unlearning.registry import available_methods
+
+LoraRank = Literal[8, 16, 32, 64, 128, 256]  # the ranks vLLM serves
+LlamaProjection = Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ALL_PROJECTIONS: tuple[LlamaProjection, ...] = (
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+)
+
+
+class UnlearningConfig(BaseModel):
+    """Settings of one unlearning update; immutable, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: str = Field("graddiff", description="Registered unlearning method (see available_methods()).")
+    rank: LoraRank = Field(8, description="LoRA rank of a new adapter; a parent adapter keeps its own.")
+    alpha: int = Field(16, ge=1, description="LoRA alpha; the update is scaled by alpha / rank.")
+    target_modules: tuple[LlamaProjection, ...] = Field(
+        ALL_PROJECTIONS, description="Projections that get LoRA weights (lm_head is tied, so never).")
+    learning_rate: float = Field(5e-4, gt=0, le=1, description="AdamW learning rate of the first attempt.")
+    max_steps: int = Field(100, ge=1, le=100_000, description="Optimiser steps per attempt at most.")
+    batch_size: int = Field(32, ge=1, description="Forget and retain sequences per step (each).")
+    max_seq_len: int = Field(256, ge=8, description="Texts and probes are truncated to this many tokens.")
+    retain_weight: float = Field(1.0, ge=0, description="Weight of the retain NLL term.")
+    kl_weight: float = Field(1.0, ge=0, description="Weight of the KL to the reference model on retain inputs.")
+    npo_beta: float = Field(0.1, gt=0, description="Inverse temperature beta of the NPO loss.")
+    check_every: int = Field(2, ge=1, description="Steps between checks whether the forget probes are "
+                             "forgotten; training stops at the first check that says so.")
+    seed: int = Field(0, ge=0, description="Seed of LoRA initialisation and minibatch sampling.")
+    max_attempts: int = Field(3, ge=1, le=10, description="Training attempts before the update is given up.")
+    retry_strength_factor: float = Field(
+        2.0, gt=1, description="A retry multiplies the strength by this when forgetting fell short, and "
+        "divides it by this when the retain probes dropped too far (see with_strength).")
+    verification: VerificationPolicy = Field(default_factory=VerificationPolicy,
+                                              description="What a candidate must meet to pass.")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        known = available_methods()
+        if value not in known:
+            raise ValueError(f"unknown method {value!r}; known: {known}")
+        return value
+
+    @field_validator("target_modules")
+    @classmethod
+    def _distinct_targets(cls, value: tuple[LlamaProjection, ...]) -> tuple[LlamaProjection, ...]:
+        if not value:
+            raise ValueError("target_modules must name at least one projection")
+        duplicates = sorted({name for name in value if value.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"target_modules repeats {duplicates}")
+        return value
+
+    def with_strength(self, strength: float) -> UnlearningConfig:
+        """This config pushed ``strength`` times harder: learning rate times ``strength``, retain and KL
+        weights divided by it (a retry's adjustment; on a pretrained model the retain weight matters
+        more than the learning rate for keeping neighbouring facts)."""
+        return self.model_copy(update={"learning_rate": min(1.0, self.learning_rate * strength),
+                                       "retain_weight": self.retain_weight / strength,
+                                       "kl_weight": self.kl_weight / strength})

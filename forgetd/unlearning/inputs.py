@@ -1,0 +1,91 @@
+"""The tensors an unlearning step consumes, built once per update and shared by every method.
+
+Forget sequences are the request's texts (every token carries loss) followed by its forget probes (only
+the completion carries loss, so the exact answers verification looks for are targeted). Retain sequences
+are the retain probes. The reference model's outputs are snapshotted before training: the summed NLL of
+each forget sequence (NPO's reference likelihood) and the full next-token log-distribution on the retain
+sequences (the KL term). The reference is the model as it was before this update, the parent adapter
+included, so no second model copy is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from peft import PeftModel
+from transformers import PreTrainedTokenizerBase
+
+from forgetd.eval.encoding import EncodedBatch, concat_batches, encode_probes, encode_texts
+from forgetd.eval.likelihood import forward_logits, sequence_nll
+from forgetd.eval.lm import eval_mode
+from forgetd.payload import Probe
+
+REFERENCE_BATCH = 16  # sequences per no-grad forward when snapshotting the reference
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """One step's minibatch (all tensors on the model's device)."""
+
+    forget: EncodedBatch
+    forget_ref_nll: torch.Tensor  # [B_f] reference summed NLL of each forget sequence's labelled tokens
+    retain: EncodedBatch
+    retain_ref_logprobs: torch.Tensor  # [B_r, T_r - 1, V] reference log p(. | prefix) at each position
+
+
+@dataclass(frozen=True)
+class UnlearningData:
+    """Every forget and retain sequence of an update with its reference snapshot."""
+
+    forget: EncodedBatch
+    forget_ref_nll: torch.Tensor
+    retain: EncodedBatch
+    retain_ref_logprobs: torch.Tensor
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> StepInputs:
+        """A minibatch of up to ``batch_size`` forget and ``batch_size`` retain sequences."""
+        forget_rows = _rows(len(self.forget), batch_size, generator).to(self.forget.input_ids.device)
+        retain_rows = _rows(len(self.retain), batch_size, generator).to(self.retain.input_ids.device)
+        return StepInputs(
+            forget=self.forget.select(forget_rows),
+            forget_ref_nll=self.forget_ref_nll[forget_rows],
+            retain=self.retain.select(retain_rows),
+            retain_ref_logprobs=self.retain_ref_logprobs[retain_rows],
+        )
+
+
+def prepare_data(model: PeftModel, tokenizer: PreTrainedTokenizerBase, forget_texts: Sequence[str],
+                 forget_probes: Sequence[Probe], retain_probes: Sequence[Probe],
+                 max_seq_len: int) -> UnlearningData:
+    """Encode the update's sequences and snapshot ``model`` (still untrained) as the reference."""
+    parts = []
+    if forget_texts:
+        parts.append(encode_texts(tokenizer, forget_texts, max_seq_len))
+    if forget_probes:
+        parts.append(encode_probes(tokenizer, forget_probes, max_seq_len))
+    device = model.device
+    forget = concat_batches(parts).to(device)
+    retain = encode_probes(tokenizer, retain_probes, max_seq_len).to(device)
+    forget_ref_nll, retain_ref_logprobs = _reference(model, forget, retain)
+    return UnlearningData(forget, forget_ref_nll, retain, retain_ref_logprobs)
+
+
+@torch.no_grad()
+def _reference(model: PeftModel, forget: EncodedBatch,
+               retain: EncodedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    with eval_mode(model):
+        forget_nll = torch.cat([sequence_nll(forward_logits(model, chunk), chunk.labels)[0]
+                                for chunk in forget.chunks(REFERENCE_BATCH)])
+        # Kept in the model's dtype: [N, T-1, V] is the largest tensor of an update (bf16 halves it on GPU).
+        retain_logprobs = torch.cat([torch.log_softmax(forward_logits(model, chunk)[:, :-1].float(), dim=-1)
+                                     .to(model.dtype) for chunk in retain.chunks(REFERENCE_BATCH)])
+    return forget_nll, retain_logprobs
+
+
+def _rows(n: int, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+    # Small sets go whole into every step (deterministic); larger ones are sampled without replacement.
+    if n <= batch_size:
+        return torch.arange(n)
+    return torch.randperm(n, generator=generator)[:batch_size]

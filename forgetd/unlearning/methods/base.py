@@ -1,0 +1,40 @@
+"""The interface every unlearning method implements: one loss over a step's inputs."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from peft import PeftModel
+
+from forgetd.unlearning.config import UnlearningConfig
+from forgetd.unlearning.inputs import StepInputs
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """The loss to minimise and its parts (scalars), the parts kept for logging."""
+
+    total: torch.Tensor
+    forget: torch.Tensor
+    retain_nll: torch.Tensor
+    kl: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {"total": self.total.item(), "forget": self.forget.item(),
+                "retain_nll": self.retain_nll.item(), "kl": self.kl.item()}
+
+
+class UnlearningMethod(ABC):
+    """A named unlearning objective. Subclasses register with ``@register_method`` and override a loss."""
+
+    name: ClassVar[str] = ""  # set by register_method
+
+    def __init__(self, config: UnlearningConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def loss(self, model: PeftModel, inputs: StepInputs) -> LossTerms:
+        """The loss of one step; ``model`` is in train mode and gradients flow to its adapter only."""

@@ -1,0 +1,72 @@
+"""The pass/fail decision: a table of score pairs against policies."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from forgetd.eval import ProbeScores, VerificationPolicy, verify_update
+
+BEFORE = ProbeScores(forget_recall=1.0, forget_nll=0.1, retain_recall=1.0, retain_nll=0.1)
+
+
+def after(forget_recall: float = 0.0, forget_nll: float = 5.0, retain_recall: float = 1.0) -> ProbeScores:
+    return ProbeScores(forget_recall=forget_recall, forget_nll=forget_nll, retain_recall=retain_recall,
+                       retain_nll=0.2)
+
+
+@pytest.mark.parametrize(
+    ("before", "after_scores", "policy", "forget_ok", "retain_ok"),
+    [
+        (BEFORE, after(), VerificationPolicy(), True, True),
+        (BEFORE, after(forget_recall=0.25), VerificationPolicy(), False, True),
+        (BEFORE, after(forget_recall=0.25), VerificationPolicy(max_forget_recall=0.25), True, True),
+        (BEFORE, after(forget_nll=0.05), VerificationPolicy(), False, True),  # NLL fell: not forgotten
+        (BEFORE, after(forget_nll=0.5), VerificationPolicy(min_forget_nll_gain=1.0), False, True),
+        (BEFORE, after(retain_recall=0.9), VerificationPolicy(), True, True),  # exactly the allowed drop
+        (BEFORE, after(retain_recall=0.85), VerificationPolicy(), True, False),
+        # 0.4 - 0.3 is 0.10000000000000003 in floats: still within a 0.1 allowance
+        (ProbeScores(1.0, 0.1, 0.4, 0.1), after(retain_recall=0.3), VerificationPolicy(), True, True),
+        # relative: at most half of the recall before (0.5 of 0.8 = 0.4)
+        (ProbeScores(0.8, 0.1, 1.0, 0.1), after(forget_recall=0.4),
+         VerificationPolicy(max_forget_recall=0.5, relative_forget_recall=True), True, True),
+        (ProbeScores(0.8, 0.1, 1.0, 0.1), after(forget_recall=0.5),
+         VerificationPolicy(max_forget_recall=0.5, relative_forget_recall=True), False, True),
+        (BEFORE, after(forget_recall=1.0, forget_nll=0.1, retain_recall=0.0), VerificationPolicy(), False, False),
+    ],
+)
+def test_verify_update(before, after_scores, policy, forget_ok, retain_ok):
+    report = verify_update(before, after_scores, policy)
+    assert (report.forget_passed, report.retain_passed) == (forget_ok, retain_ok)
+    assert report.passed == (forget_ok and retain_ok)
+    assert bool(report.reasons) != report.passed
+
+
+def test_reasons_are_numbers_only():
+    report = verify_update(BEFORE, after(forget_recall=1.0, forget_nll=0.0, retain_recall=0.5),
+                           VerificationPolicy())
+    assert len(report.reasons) == 3
+    for reason in report.reasons:
+        words = set(re.sub(r"-?\d+\.\d+", "", reason).replace("(", " ").replace(")", " ").replace(",", " ").split())
+        assert words <= {"forget", "retain", "recall", "NLL", "is", "above", "the", "allowed", "before:", "rose",
+                         "by", "nats", "->", "needs", "more", "than", "fell"}, reason
+
+
+def test_metrics_are_floats_with_the_pass_flags():
+    metrics = verify_update(BEFORE, after(), VerificationPolicy()).metrics()
+    assert metrics["forget_recall_before"] == 1.0
+    assert metrics["forget_recall_after"] == 0.0
+    assert metrics["passed"] == 1.0
+    assert "reasons" not in metrics
+    assert all(isinstance(value, float) for value in metrics.values())
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("max_forget_recall", 1.5), ("max_retain_drop", -0.1), ("min_forget_nll_gain", -1.0), ("unknown", 1)],
+)
+def test_policy_validation_names_the_bad_value(field, value):
+    with pytest.raises(ValidationError, match=field):
+        VerificationPolicy(**{field: value})
