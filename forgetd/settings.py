@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     default_lineage: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     method: str = Field("graddiff", description="Unlearning method, by registered name.")
     lora_rank: Literal[8, 16, 32, 64, 128, 256] = Field(8, description="LoRA rank (vLLM-servable values).")
+    learning_rate: float | None = Field(None, gt=0, le=1, description="Unlearning learning rate; default: "
+                                        "the measured profile of the base model, else the method's default.")
+    retain_weight: float | None = Field(None, ge=0, description="Weight of the retain term; default as above.")
     batch_max_size: int = Field(8, ge=1, description="Requests per unlearning batch.")
     batch_max_wait_s: float = Field(2.0, ge=0, description="How long the oldest queued request may wait "
                                     "for a batch to fill.")

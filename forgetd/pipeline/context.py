@@ -59,7 +59,10 @@ class PipelineContext:
     def unlearning_config(self) -> UnlearningConfig:
         from forgetd.unlearning import UnlearningConfig
 
-        return UnlearningConfig(method=self.settings.method, rank=self.settings.lora_rank)
+        overrides = {"learning_rate": self.settings.learning_rate, "retain_weight": self.settings.retain_weight}
+        return UnlearningConfig.for_model(self.settings.model, method=self.settings.method,
+                                          rank=self.settings.lora_rank,
+                                          **{k: v for k, v in overrides.items() if v is not None})
 
     def queue(self, lineage: str) -> LineageQueue:
         return LineageQueue(self.redis, self.settings.key_prefix, lineage)

@@ -24,8 +24,8 @@ from forgetd.payload import DeletionPayload
 from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.lineage_queue import LineageQueue
 from forgetd.pipeline.locks import LineageLease
-from forgetd.pipeline.receipts import decision_receipt
-from forgetd.unlearning import UnlearningBatch, unlearn_batch
+from forgetd.pipeline.receipts import decision_receipt, iso_utc
+from forgetd.unlearning import UnlearningBatch, UpdateOutcome, unlearn_batch
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +74,12 @@ def _run_batch(ctx: PipelineContext, lineage: str, queue: LineageQueue, token: i
 def _complete_already_published(ctx: PipelineContext, claimed: list[str],
                                 current: Manifest | None) -> list[str]:
     """Finish requests a crashed job published but did not complete; return the rest."""
-    published = set(current.request_ids) if current else set()
-    rest = []
-    for request_id in claimed:
-        if current is not None and request_id in published:
-            _complete(ctx, ctx.ledger.get(request_id), current)
-        else:
-            rest.append(request_id)
-    return rest
+    if current is None:
+        return claimed
+    done = [request_id for request_id in claimed if request_id in current.request_ids]
+    if done:
+        _announce_and_complete(ctx, done, current)
+    return [request_id for request_id in claimed if request_id not in current.request_ids]
 
 
 def _start(ctx: PipelineContext, request_id: str) -> bool:
@@ -105,14 +103,13 @@ def _train_and_publish(ctx: PipelineContext, lineage: str, ids: list[str], token
     if not ids:
         return JobReport("failed")
     JOB_BATCH_SIZE.observe(len(ids))
-    batch = _unlearning_batch(payloads.values())
     work_root = ctx.settings.data_dir / "work"
     work_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work_root) as work_dir:
         try:
             parent_path = ctx.store.verified_path(lineage, parent.version) if parent else None
-            outcome = unlearn_batch(ctx.base_model_path, parent_path, batch, ctx.unlearning_config,
-                                    Path(work_dir), ctx.device)
+            outcome = unlearn_batch(ctx.base_model_path, parent_path, _unlearning_batch(payloads.values()),
+                                    ctx.unlearning_config, Path(work_dir), ctx.device)
         except Exception as e:  # any training failure: count it, retry the batch later
             logger.exception("lineage %s: unlearning failed for %d requests", lineage, len(ids))
             return _fail(ctx, ids, f"unlearning error: {type(e).__name__}")
@@ -122,31 +119,46 @@ def _train_and_publish(ctx: PipelineContext, lineage: str, ids: list[str], token
         if outcome.adapter_dir is None:
             return _needs_review(ctx, ids, "; ".join(outcome.report.reasons) or "verification failed",
                                  outcome.report.metrics())
-        try:
-            manifest = ctx.store.publish(
-                lineage, outcome.adapter_dir, base_model=ctx.base_model_path.name, method=outcome.method,
-                request_ids=ids, metrics=outcome.report.metrics(), fencing_token=token,
-                expected_parent=parent.version if parent else None,
-                extra={"forgetd_batch_id": uuid.uuid4().hex, "forgetd_steps": outcome.steps,
-                       "forgetd_attempts": outcome.attempts},
-            )
-        except (StaleFencingTokenError, ParentMismatchError) as e:
-            # Another writer got the lineage meanwhile: this candidate was trained on a stale parent.
-            logger.warning("lineage %s: %s; batch handed back", lineage, type(e).__name__)
-            for request_id in ids:
-                ctx.ledger.transition(request_id, S.QUEUED, reason="lineage moved on before publish")
-            return JobReport("lease_lost", ids)
-        except StoreError as e:
-            logger.exception("lineage %s: publish failed", lineage)
-            return _fail(ctx, ids, f"publish error: {type(e).__name__}")
-    ADAPTER_VERSION.labels(lineage).set(manifest.version)
+        published = _publish(ctx, lineage, ids, token, parent, outcome)
+    if isinstance(published, JobReport):
+        return published
+    _announce_and_complete(ctx, ids, published)
+    return JobReport("published", ids, published.version)
+
+
+def _publish(ctx: PipelineContext, lineage: str, ids: list[str], token: int, parent: Manifest | None,
+             outcome: UpdateOutcome) -> Manifest | JobReport:
+    """The next version, or the report of why the batch goes back (stale writer) or failed."""
+    assert outcome.adapter_dir is not None  # only verified candidates reach publish
+    try:
+        return ctx.store.publish(
+            lineage, outcome.adapter_dir, base_model=ctx.base_model_path.name, method=outcome.method,
+            request_ids=ids, metrics=outcome.report.metrics(), fencing_token=token,
+            expected_parent=parent.version if parent else None,
+            extra={"forgetd_batch_id": uuid.uuid4().hex, "forgetd_steps": outcome.steps,
+                   "forgetd_attempts": outcome.attempts},
+        )
+    except (StaleFencingTokenError, ParentMismatchError) as e:
+        # Another writer got the lineage meanwhile: this candidate was trained on a stale parent.
+        logger.warning("lineage %s: %s; batch handed back", lineage, type(e).__name__)
+        for request_id in ids:
+            ctx.ledger.transition(request_id, S.QUEUED, reason="lineage moved on before publish")
+        return JobReport("lease_lost", ids)
+    except StoreError as e:
+        logger.exception("lineage %s: publish failed", lineage)
+        return _fail(ctx, ids, f"publish error: {type(e).__name__}")
+
+
+def _announce_and_complete(ctx: PipelineContext, ids: list[str], manifest: Manifest) -> None:
+    ADAPTER_VERSION.labels(manifest.lineage).set(manifest.version)
     for request_id in ids:
-        ctx.ledger.transition(request_id, S.PUBLISHED, sources=[S.VERIFYING])
-    ctx.announce(lineage, manifest.version)
+        if ctx.ledger.get(request_id).state in (S.QUEUED, S.UNLEARNING, S.VERIFYING):
+            ctx.ledger.transition(request_id, S.PUBLISHED)
+    ctx.announce(manifest.lineage, manifest.version)
     for request_id in ids:
         _complete(ctx, ctx.ledger.get(request_id), manifest)
-    logger.info("lineage %s: version %d published for %d requests", lineage, manifest.version, len(ids))
-    return JobReport("published", ids, manifest.version)
+    logger.info("lineage %s: version %d published for %d requests", manifest.lineage, manifest.version,
+                len(ids))
 
 
 def _open_payloads(ctx: PipelineContext, ids: list[str]) -> dict[str, DeletionPayload]:
@@ -174,16 +186,14 @@ def _record_scores(lineage: str, metrics: dict[str, float]) -> None:
 
 
 def _complete(ctx: PipelineContext, record: DeletionRecord, manifest: Manifest) -> None:
-    if record.state is S.COMPLETED:
-        return
-    if record.state is S.VERIFYING:
-        ctx.ledger.transition(record.id, S.PUBLISHED, sources=[S.VERIFYING])
+    if record.state is not S.PUBLISHED:
+        return  # completed already (a redelivered job), or moved on by an operator
     window_closes = time.time() + ctx.settings.verification_window_s
     receipt = decision_receipt(
         record, S.COMPLETED, adapter_version=manifest.version, served_name=manifest.ref.served_name,
         parent_version=manifest.parent, base_model=manifest.base_model, method=manifest.method,
         batch_size=len(manifest.request_ids), metrics=manifest.metrics,
-        verification_window_closes_at=window_closes,
+        verification_window_closes_at=iso_utc(window_closes),
     )
     ctx.ledger.transition(record.id, S.COMPLETED, sources=[S.PUBLISHED], receipt=receipt)
     ctx.schedule_shred(record.id, window_closes)

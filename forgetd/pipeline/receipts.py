@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from forgetd.ledger import DeletionRecord, RequestState
 
 
+def iso_utc(timestamp: float) -> str:
+    """ISO-8601 in UTC, as the API shows every other time."""
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+
+
 def decision_receipt(record: DeletionRecord, state: RequestState, **details: Any) -> dict[str, Any]:
-    """A receipt for a request decided without an update (duplicate, rejected, needs_review, ...)."""
+    """A receipt for a request that reached ``state``; ``details`` add versions, metrics, reasons."""
     return {
         "request_id": record.id,
         "lineage": record.lineage,
         "state": state.value,
-        "received_at": record.created_at,
-        "decided_at": time.time(),
+        "received_at": iso_utc(record.created_at),
+        "decided_at": iso_utc(time.time()),
         **details,
     }

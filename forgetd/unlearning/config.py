@@ -6,7 +6,7 @@ The objects acting on it are the methods (:mod:`forgetd.unlearning.methods`), th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -72,3 +72,15 @@ class UnlearningConfig(BaseModel):
         return self.model_copy(update={"learning_rate": min(1.0, self.learning_rate * strength),
                                        "retain_weight": self.retain_weight / strength,
                                        "kl_weight": self.kl_weight / strength})
+
+    @classmethod
+    def for_model(cls, model_spec: str, **overrides: Any) -> UnlearningConfig:
+        """The defaults measured for a known base model (see ``MODEL_PROFILES``), then ``overrides``."""
+        return cls(**{**MODEL_PROFILES.get(model_spec, {}), **overrides})
+
+
+# Starting points measured on CPU (docs/quickstart.md): the pretrained SmolLM2 loses neighbouring facts
+# at the tiny model's learning rate, and keeps them with a gentler rate and a heavier retain term.
+MODEL_PROFILES: dict[str, dict[str, Any]] = {
+    "smollm2": {"learning_rate": 1e-4, "retain_weight": 5.0},
+}

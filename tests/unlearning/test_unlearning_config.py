@@ -54,3 +54,12 @@ def test_with_strength_scales_learning_rate_up_and_regularisers_down():
     scaled = {"learning_rate", "retain_weight", "kl_weight"}
     assert stronger.model_dump(exclude=scaled) == config.model_dump(exclude=scaled)
     assert config.with_strength(1e6).learning_rate == 1.0  # capped at the field's maximum
+
+
+def test_known_models_start_from_their_measured_profile_and_overrides_win() -> None:
+    from forgetd.unlearning.config import MODEL_PROFILES
+
+    smollm2 = UnlearningConfig.for_model("smollm2")
+    assert smollm2.learning_rate == MODEL_PROFILES["smollm2"]["learning_rate"]
+    assert UnlearningConfig.for_model("smollm2", learning_rate=3e-4).learning_rate == 3e-4
+    assert UnlearningConfig.for_model("/some/local/folder") == UnlearningConfig()
