@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = Field(2.0, ge=0, description="How long the oldest queued request may wait "
                                     "for a batch to fill.")
     max_attempts: int = Field(3, ge=1, description="Job attempts before a request goes to dead_letter.")
+    shutdown_grace_s: float = Field(60.0, ge=0, description="Time a running job gets to finish on a cold "
+                                    "worker shutdown before its message is handed back.")
     verification_window_s: int = Field(7 * 24 * 3600, ge=0,
                                        description="How long a request's probes are re-checked before its "
                                        "payload key is destroyed.")

@@ -35,6 +35,10 @@ def create_celery_app(settings: Settings) -> Celery:
         task_ignore_result=True,  # tasks never wait on each other; the ledger holds the outcome
         task_default_queue=settings.queue_name,
         task_routes={RUN_BATCH_TASK: {"queue": settings.gpu_queue_name}},
+        # On a cold shutdown (a second SIGTERM, SIGQUIT) the running job still gets this long to
+        # finish; if it does not, its unacknowledged message is restored to the queue.
+        worker_soft_shutdown_timeout=settings.shutdown_grace_s,
+        worker_enable_soft_shutdown_on_idle=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         beat_schedule={"shred-expired": {"task": SHRED_TASK, "schedule": SHRED_INTERVAL_S}},

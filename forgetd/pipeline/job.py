@@ -66,7 +66,7 @@ def _run_batch(ctx: PipelineContext, lineage: str, queue: LineageQueue, token: i
     report = _train_and_publish(ctx, lineage, ids, token, current) if ids else JobReport("empty")
     if report.status == "lease_lost":
         queue.hand_back({i: ctx.ledger.get(i).created_at for i in ids})
-    queue.finish([i for i in claimed if report.status != "lease_lost" or i not in ids])
+    queue.finish(claimed)
     JOB_DURATION.labels(report.status).observe(time.monotonic() - started)
     return report
 
