@@ -228,6 +228,12 @@ class EmbeddedEngine:
         """Verify a version's files and add it to the peft model under its served name."""
         ref = manifest.ref
         name = ref.served_name
+        if manifest.base_model != self.base_model_id:
+            # A version trained on another base could load (same shapes) and answer nonsense.
+            with self._state_lock:
+                self._refused.add(name)
+            raise AdapterLoadError(name, f"trained for base {manifest.base_model!r}, "
+                                         f"this engine serves {self.base_model_id!r}")
         try:
             path = self._store.verified_path(ref.lineage, ref.version)
         except IntegrityError:

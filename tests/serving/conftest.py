@@ -71,12 +71,13 @@ def store(tmp_path: Path) -> AdapterStore:
 
 
 @pytest.fixture
-def publish(store: AdapterStore, adapter_dir: Callable[[int], Path]) -> Publish:
+def publish(store: AdapterStore, adapter_dir: Callable[[int], Path], random_llama_dir: Path) -> Publish:
     """``publish(seed, lineage=LINEAGE)``: the adapter made from ``seed`` as the lineage's next version."""
 
-    def run(seed: int, lineage: str = LINEAGE) -> Manifest:
+    def run(seed: int, lineage: str = LINEAGE, base_model: str | None = None) -> Manifest:
         return store.publish(
-            lineage, adapter_dir(seed), base_model="tiny", method="graddiff", request_ids=[f"req-{seed}"], metrics={}
+            lineage, adapter_dir(seed), base_model=base_model or random_llama_dir.name, method="graddiff",
+            request_ids=[f"req-{seed}"], metrics={},
         )
 
     return run

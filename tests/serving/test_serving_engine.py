@@ -172,3 +172,15 @@ def test_a_declared_lineage_answers_as_the_base_until_its_first_version(
     publish(1)
     engine.sync_from_store()
     assert engine.complete(LINEAGE, [PROMPT], GREEDY).served_name == f"{LINEAGE}-v1"
+
+
+def test_a_version_trained_for_another_base_is_refused_and_the_old_one_keeps_serving(
+        engine: EmbeddedEngine, publish: Publish) -> None:
+    publish(1)
+    engine.sync_from_store()
+    publish(2, base_model="some-other-base")
+
+    engine.sync_from_store()
+
+    assert engine.served_version(LINEAGE) == 1
+    assert ADAPTER_SWAPS.labels(LINEAGE, "failed")._value.get() >= 1
