@@ -18,6 +18,7 @@ from forgetd.api.routes import adapters, deletions, health
 from forgetd.ledger import Ledger, open_ledger
 from forgetd.metrics import RequestStateCollector
 from forgetd.pipeline.celery_app import create_celery_app
+from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.settings import Settings
 
 
@@ -26,8 +27,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
         ledger = open_ledger(settings, client)
-        app.state.forgetd = ApiState(settings, ledger, AdapterStore(settings.adapters_dir),
-                                     create_celery_app(settings))
+        scheduler = CeleryScheduler(create_celery_app(settings), settings)
+        app.state.forgetd = ApiState(settings, ledger, AdapterStore(settings.adapters_dir), scheduler)
         collector = _register_state_collector(ledger)
         try:
             yield

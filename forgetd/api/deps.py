@@ -6,13 +6,13 @@ import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
-from celery import Celery
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from adapters_store import AdapterStore
 from forgetd.api.problems import Problem
 from forgetd.ledger import Ledger
+from forgetd.pipeline.scheduling import TaskScheduler
 from forgetd.settings import Settings
 
 DEFAULT_TENANT = "default"
@@ -25,7 +25,7 @@ class ApiState:
     settings: Settings
     ledger: Ledger
     store: AdapterStore
-    celery: Celery
+    scheduler: TaskScheduler
 
 
 def _state(request: Request) -> ApiState:

@@ -57,6 +57,6 @@ def _enqueue(ctx: PipelineContext, request_id: str) -> None:
     depth = queue.push(request_id, since=record.created_at)
     # A full batch starts now; otherwise the first request of a batch starts the wait for more.
     if depth >= ctx.settings.batch_max_size:
-        ctx.schedule_batch(record.lineage, 0.0)
+        ctx.scheduler.run_batch(record.lineage, 0.0)
     elif depth == 1:
-        ctx.schedule_batch(record.lineage, ctx.settings.batch_max_wait_s)
+        ctx.scheduler.run_batch(record.lineage, ctx.settings.batch_max_wait_s)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,15 +13,13 @@ from adapters_store import AdapterStore
 from forgetd.filters.duplicates import ExactDuplicateIndex
 from forgetd.ledger import Ledger, open_ledger
 from forgetd.pipeline.lineage_queue import LineageQueue
+from forgetd.pipeline.scheduling import TaskScheduler
 from forgetd.settings import Settings
 
 if TYPE_CHECKING:  # torch-heavy types; the API process builds contexts too and must not import torch
     import torch
 
     from forgetd.unlearning import UnlearningConfig
-
-# schedule(lineage, delay_s): ask for a batch job on a lineage (a Celery send_task in the worker).
-BatchScheduler = Callable[[str, float], None]
 
 
 @dataclass
@@ -31,13 +28,13 @@ class PipelineContext:
     redis: redis.Redis
     ledger: Ledger
     store: AdapterStore
-    schedule_batch: BatchScheduler
+    scheduler: TaskScheduler
 
     @classmethod
-    def from_settings(cls, settings: Settings, schedule_batch: BatchScheduler) -> PipelineContext:
+    def from_settings(cls, settings: Settings, scheduler: TaskScheduler) -> PipelineContext:
         client = redis.Redis.from_url(settings.redis_url)
         return cls(settings, client, open_ledger(settings, client), AdapterStore(settings.adapters_dir),
-                   schedule_batch)
+                   scheduler)
 
     @cached_property
     def duplicates(self) -> ExactDuplicateIndex:

@@ -51,7 +51,7 @@ def run_lineage_job(ctx: PipelineContext, lineage: str) -> JobReport:
             return JobReport("busy")
         report = _run_batch(ctx, lineage, queue, token)
     if queue.depth():
-        ctx.schedule_batch(lineage, 0.0)
+        ctx.scheduler.run_batch(lineage, 0.0)
     return report
 
 

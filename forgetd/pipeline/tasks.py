@@ -16,6 +16,7 @@ from forgetd.pipeline.admission import admit_request
 from forgetd.pipeline.celery_app import ADMIT_TASK, RUN_BATCH_TASK, SHRED_TASK
 from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.job import run_lineage_job
+from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def context() -> PipelineContext:
     global _context
     if _context is None:
         settings: Settings = current_app.conf.forgetd_settings
-        _context = PipelineContext.from_settings(settings, _schedule_batch)
+        _context = PipelineContext.from_settings(settings, CeleryScheduler(current_app, settings))
     return _context
 
 
@@ -37,11 +38,6 @@ def context() -> PipelineContext:
 def _reset_context_after_fork(**_: object) -> None:
     global _context
     _context = None
-
-
-def _schedule_batch(lineage: str, delay_s: float) -> None:
-    current_app.send_task(RUN_BATCH_TASK, args=[lineage], countdown=delay_s or None,
-                          queue=current_app.conf.forgetd_settings.gpu_queue_name)
 
 
 @shared_task(name=ADMIT_TASK, autoretry_for=(redis.ConnectionError, redis.TimeoutError),

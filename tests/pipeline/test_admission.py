@@ -11,24 +11,21 @@ from forgetd.payload import DeletionPayload, Probe
 from forgetd.pipeline.admission import admit_request
 from forgetd.pipeline.context import PipelineContext
 from forgetd.settings import Settings
+from tests.pipeline.recording import RecordingScheduler
 
 S = RequestState
 
 
 @pytest.fixture
-def scheduled() -> list[tuple[str, float]]:
-    return []
+def scheduler() -> RecordingScheduler:
+    return RecordingScheduler()
 
 
 @pytest.fixture
-def ctx(settings: Settings, redis_client: redis.Redis, scheduled: list[tuple[str, float]]) -> PipelineContext:
+def ctx(settings: Settings, redis_client: redis.Redis, scheduler: RecordingScheduler) -> PipelineContext:
     settings = settings.model_copy(update={"batch_max_size": 3})
-
-    def schedule(lineage: str, delay_s: float) -> None:
-        scheduled.append((lineage, delay_s))
-
     return PipelineContext(settings, redis_client, open_ledger(settings, redis_client),
-                           AdapterStore(settings.adapters_dir), schedule)
+                           AdapterStore(settings.adapters_dir), scheduler)
 
 
 def _submit(ctx: PipelineContext, *texts: str, neighbours: list[Probe] | None = None) -> str:
@@ -38,20 +35,20 @@ def _submit(ctx: PipelineContext, *texts: str, neighbours: list[Probe] | None = 
 
 
 def test_a_valid_request_is_queued_and_starts_the_batch_wait(ctx: PipelineContext,
-                                                             scheduled: list[tuple[str, float]]) -> None:
+                                                             scheduler: RecordingScheduler) -> None:
     request_id = _submit(ctx, "Mira Solberg works as a potter.")
 
     assert admit_request(ctx, request_id) is S.QUEUED
 
     assert ctx.queue("default").depth() == 1
-    assert scheduled == [("default", ctx.settings.batch_max_wait_s)]
+    assert scheduler.batches == [("default", ctx.settings.batch_max_wait_s)]
 
 
-def test_a_full_batch_starts_at_once(ctx: PipelineContext, scheduled: list[tuple[str, float]]) -> None:
+def test_a_full_batch_starts_at_once(ctx: PipelineContext, scheduler: RecordingScheduler) -> None:
     for i in range(3):
         admit_request(ctx, _submit(ctx, f"Person number {i} lives in Bergen."))
 
-    assert scheduled[-1] == ("default", 0.0)
+    assert scheduler.batches[-1] == ("default", 0.0)
 
 
 def test_redelivered_admit_is_idempotent(ctx: PipelineContext) -> None:

@@ -17,6 +17,7 @@ from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.job import run_lineage_job
 from forgetd.pipeline.locks import LineageLease
 from forgetd.settings import Settings
+from tests.pipeline.recording import RecordingScheduler
 
 pytestmark = pytest.mark.slow
 S = RequestState
@@ -30,7 +31,7 @@ class AnnouncerCrash(Exception):
 def ctx(settings: Settings, redis_client: redis.Redis, tiny_model_dir: Path) -> PipelineContext:
     settings = settings.model_copy(update={"model": str(tiny_model_dir)})
     return PipelineContext(settings, redis_client, open_ledger(settings, redis_client),
-                           AdapterStore(settings.adapters_dir), lambda lineage, delay_s: None)
+                           AdapterStore(settings.adapters_dir), RecordingScheduler())
 
 
 def _queue_person(ctx: PipelineContext, index: int) -> str:

@@ -11,7 +11,6 @@ from forgetd.api.problems import Problem
 from forgetd.api.schemas import DeletionCreate, DeletionStatus
 from forgetd.ledger import IdempotencyConflictError, NewRequest, RequestNotFoundError
 from forgetd.metrics import REQUESTS_RECEIVED
-from forgetd.pipeline.celery_app import ADMIT_TASK
 from forgetd.settings import Settings
 
 router = APIRouter(prefix="/v1/deletions", tags=["deletions"])
@@ -39,7 +38,7 @@ def create_deletion(body: DeletionCreate, state: StateDep, tenant: TenantDep, re
     if created:
         # The record is stored before the message is sent: if sending fails the request waits in
         # `received`, where the reconciler finds it; the reverse order could lose it.
-        state.celery.send_task(ADMIT_TASK, args=[record.id], queue=state.settings.queue_name)
+        state.scheduler.admit(record.id)
     else:
         response.headers["Idempotent-Replayed"] = "true"
     REQUESTS_RECEIVED.labels("accepted" if created else "replayed").inc()

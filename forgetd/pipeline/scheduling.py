@@ -1,0 +1,35 @@
+"""Asking for pipeline work: the one seam between pipeline logic and the Celery broker.
+
+Pipeline functions call a :class:`TaskScheduler`; the Celery one sends tasks by name, so a process
+that only schedules (the API) never imports the tasks or what is behind them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from celery import Celery
+
+from forgetd.pipeline.celery_app import ADMIT_TASK, RUN_BATCH_TASK
+from forgetd.settings import Settings
+
+
+class TaskScheduler(Protocol):
+    def admit(self, request_id: str) -> None:
+        """Ask for ``request_id`` to be admitted (idempotent on the receiving side)."""
+
+    def run_batch(self, lineage: str, delay_s: float) -> None:
+        """Ask for a batch job on ``lineage`` in ``delay_s`` seconds (extra asks are harmless)."""
+
+
+class CeleryScheduler:
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        self._app = app
+        self._settings = settings
+
+    def admit(self, request_id: str) -> None:
+        self._app.send_task(ADMIT_TASK, args=[request_id], queue=self._settings.queue_name)
+
+    def run_batch(self, lineage: str, delay_s: float) -> None:
+        self._app.send_task(RUN_BATCH_TASK, args=[lineage], countdown=delay_s or None,
+                            queue=self._settings.gpu_queue_name)
