@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = Field(2.0, ge=0, description="How long the oldest queued request may wait "
                                     "for a batch to fill.")
     max_attempts: int = Field(3, ge=1, description="Job attempts before a request goes to dead_letter.")
+    lease_ttl_s: float = Field(60.0, ge=1, description="Lineage lease lifetime; renewed every third of it "
+                               "while a job runs, so a dead worker's lease lapses this long after it died.")
+    stuck_after_s: float = Field(300.0, ge=1, description="A request this long in one non-terminal state "
+                                 "(and no job running on its lineage) is nudged by the reconciler.")
+    reconcile_interval_s: float = Field(60.0, ge=1, description="How often the reconciler runs (worker beat).")
     shutdown_grace_s: float = Field(60.0, ge=0, description="Time a running job gets to finish on a cold "
                                     "worker shutdown before its message is handed back.")
     verification_window_s: int = Field(7 * 24 * 3600, ge=0,

@@ -13,6 +13,7 @@ from forgetd.settings import Settings
 ADMIT_TASK = "forgetd.admit"
 RUN_BATCH_TASK = "forgetd.run_batch"
 SHRED_TASK = "forgetd.shred_expired"
+RECONCILE_TASK = "forgetd.reconcile"
 SHRED_INTERVAL_S = 60.0
 
 
@@ -41,7 +42,10 @@ def create_celery_app(settings: Settings) -> Celery:
         worker_enable_soft_shutdown_on_idle=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
-        beat_schedule={"shred-expired": {"task": SHRED_TASK, "schedule": SHRED_INTERVAL_S}},
+        beat_schedule={
+            "shred-expired": {"task": SHRED_TASK, "schedule": SHRED_INTERVAL_S},
+            "reconcile": {"task": RECONCILE_TASK, "schedule": settings.reconcile_interval_s},
+        },
     )
     app.conf.forgetd_settings = settings
     return app

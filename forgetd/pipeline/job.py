@@ -30,7 +30,6 @@ from forgetd.unlearning import UnlearningBatch, UpdateOutcome, unlearn_batch
 logger = logging.getLogger(__name__)
 
 S = RequestState
-LEASE_TTL_S = 60.0
 
 JobStatus = Literal["busy", "empty", "published", "needs_review", "failed", "lease_lost"]
 
@@ -45,7 +44,7 @@ class JobReport:
 def run_lineage_job(ctx: PipelineContext, lineage: str) -> JobReport:
     """Run one batch of ``lineage`` if its lease is free; "busy" tells the caller to try later."""
     queue = ctx.queue(lineage)
-    lease = LineageLease(ctx.redis, ctx.settings.key_prefix, lineage, ttl_s=LEASE_TTL_S)
+    lease = LineageLease(ctx.redis, ctx.settings.key_prefix, lineage, ttl_s=ctx.settings.lease_ttl_s)
     with lease as token:
         if token is None:
             return JobReport("busy")

@@ -38,6 +38,9 @@ class LineageQueue:
             _, length = pipe.execute()
         return int(length)
 
+    def contains(self, request_id: str) -> bool:
+        return self._redis.zscore(self._queue, request_id) is not None
+
     def depth(self) -> int:
         return int(self._redis.zcard(self._queue))
 

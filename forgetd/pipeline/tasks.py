@@ -13,9 +13,10 @@ from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init
 
 from forgetd.pipeline.admission import admit_request
-from forgetd.pipeline.celery_app import ADMIT_TASK, RUN_BATCH_TASK, SHRED_TASK
+from forgetd.pipeline.celery_app import ADMIT_TASK, RECONCILE_TASK, RUN_BATCH_TASK, SHRED_TASK
 from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.job import run_lineage_job
+from forgetd.pipeline.reconciler import reconcile as reconcile_stuck
 from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.settings import Settings
 
@@ -61,3 +62,10 @@ def run_batch(self: Task, lineage: str) -> str:
 def shred_expired() -> int:
     """Destroy the payload keys of requests whose verification window has closed."""
     return len(context().shred_due(time.time()))
+
+
+@shared_task(name=RECONCILE_TASK, ignore_result=True)
+def reconcile() -> int:
+    """Nudge requests whose next step was lost (see :mod:`forgetd.pipeline.reconciler`)."""
+    report = reconcile_stuck(context(), time.time())
+    return len(report.readmitted) + len(report.requeued) + len(report.lineages_nudged)
