@@ -8,10 +8,6 @@ are gone, everyone else's are still there, and the published version loads in pl
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +21,14 @@ from forgetd.client import ForgetdClient
 from forgetd.models.tiny import default_tiny_people
 from forgetd.settings import Settings
 from tests.conftest import API_TOKEN
+from tests.processes import environment, free_port, start, stop, wait_until_ready
 from tests.redis_scan import every_value
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FORGOTTEN = 0  # index of the person to forget among the tiny model's people
 JOB_TIMEOUT_S = 600
+ROLES = ("api", "worker", "serve")
 
 
 @dataclass
@@ -41,73 +39,22 @@ class Deployment:
     logs: list[Path]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _environment(settings: Settings, api_port: int, serve_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FORGETD_")}
-    env.update({
-        "FORGETD_DATA_DIR": str(settings.data_dir),
-        "FORGETD_MODEL_CACHE_DIR": str(settings.models_dir),
-        "FORGETD_MODEL": str(settings.model),
-        "FORGETD_REDIS_URL": settings.redis_url,
-        "FORGETD_KEY_PREFIX": settings.key_prefix,
-        "FORGETD_QUEUE_NAME": settings.queue_name,
-        "FORGETD_GPU_QUEUE_NAME": settings.gpu_queue_name,
-        "FORGETD_API_TOKEN": API_TOKEN,
-        "FORGETD_DEVICE": "cpu",
-        "FORGETD_API_PORT": str(api_port),
-        "FORGETD_SERVE_PORT": str(serve_port),
-        "FORGETD_WORKER_METRICS_PORT": "0",
-        "FORGETD_BATCH_MAX_WAIT_S": "0.5",
-    })
-    return env
-
-
-def _wait_until_up(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args} exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready after {timeout_s} s")
-
-
 @pytest.fixture
 def deployment(settings: Settings, tmp_path: Path) -> Iterator[Deployment]:
     from forgetd.models import resolve_model_path
 
     resolve_model_path("tiny", settings.models_dir)  # teach it once, before three processes want it
-    api_port, serve_port = _free_port(), _free_port()
-    env = _environment(settings, api_port, serve_port)
-    logs = [tmp_path / f"{role}.log" for role in ("api", "worker", "serve")]
-    processes = [
-        subprocess.Popen([sys.executable, "-m", "forgetd.cli", role], env=env,
-                         stdout=log.open("wb"), stderr=subprocess.STDOUT)
-        for role, log in zip(("api", "worker", "serve"), logs, strict=True)
-    ]
+    api_port, serve_port = free_port(), free_port()
+    env = environment(settings, api_port=str(api_port), serve_port=str(serve_port), batch_max_wait_s="0.5")
+    logs = [tmp_path / f"{role}.log" for role in ROLES]
+    processes = [start(role, env, log) for role, log in zip(ROLES, logs, strict=True)]
     try:
         api_url, serve_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{serve_port}"
-        _wait_until_up(api_url, processes)
-        _wait_until_up(serve_url, processes)
+        wait_until_ready(api_url, processes)
+        wait_until_ready(serve_url, processes)
         yield Deployment(settings, api_url, serve_url, logs)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
 
 
 def _complete(serve_url: str, model: str, prompt: str, max_tokens: int = 8) -> str:

@@ -1,0 +1,76 @@
+"""Fault injection on real processes: SIGKILL the worker in the middle of an unlearning job.
+
+The request must still reach ``completed`` exactly once, on one published version, after a fresh
+worker starts: its reconciler finds the request in flight with no live lease and runs the batch again.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from adapters_store import AdapterStore
+from forgetd.ledger import Ledger, NewRequest, RequestState, open_ledger
+from forgetd.models.tiny import default_tiny_people, fact_probes
+from forgetd.payload import DeletionPayload
+from forgetd.pipeline.celery_app import create_celery_app
+from forgetd.pipeline.scheduling import CeleryScheduler
+from forgetd.settings import Settings
+from tests.processes import environment, start, stop
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+S = RequestState
+# Short lease and reconcile periods, so that recovery takes seconds instead of minutes.
+FAST_RECOVERY = {"lease_ttl_s": "2", "stuck_after_s": "2", "reconcile_interval_s": "2", "batch_max_wait_s": "0"}
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _submit(settings: Settings, ledger: Ledger) -> str:
+    people = default_tiny_people()
+    person = people[3]
+    payload = DeletionPayload(texts=person.statements, probes=fact_probes([person]),
+                              neighbours=fact_probes([p for p in people if p is not person]))
+    record, _ = ledger.create(NewRequest("t", "default", "pii", payload))
+    CeleryScheduler(create_celery_app(settings), settings).admit(record.id)
+    return record.id
+
+
+def test_a_worker_killed_mid_job_loses_nothing(settings: Settings, redis_client: redis.Redis,
+                                               tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"model": str(tiny_model_dir)})
+    ledger = open_ledger(settings, redis_client)
+    env = environment(settings, **FAST_RECOVERY)
+    first = start("worker", env, tmp_path / "worker-1.log")
+    try:
+        request_id = _submit(settings, ledger)
+        _wait_for(lambda: ledger.get(request_id).state is S.UNLEARNING, "the job to start")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        assert ledger.get(request_id).state is S.UNLEARNING  # killed mid-job, not after it
+
+        second = start("worker", env, tmp_path / "worker-2.log")
+        try:
+            _wait_for(lambda: ledger.get(request_id).state is S.COMPLETED, "the request to complete")
+        finally:
+            stop([second])
+    finally:
+        stop([first])
+
+    record = ledger.get(request_id)
+    assert record.attempts == 2
+    trail = [entry["to"] for entry in ledger.audit_trail(request_id)]
+    assert trail.count("completed") == 1 and trail.count("unlearning") == 2
+    versions = AdapterStore(settings.adapters_dir).versions("default")
+    assert [m.request_ids for m in versions] == [(request_id,)]

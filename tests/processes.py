@@ -1,0 +1,71 @@
+"""Starting forgetd's real processes (``python -m forgetd.cli ROLE``) for integration tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from forgetd.settings import Settings
+from tests.conftest import API_TOKEN
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The child's environment: this test's settings as FORGETD_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FORGETD_")}
+    env.update({
+        "FORGETD_DATA_DIR": str(settings.data_dir),
+        "FORGETD_MODEL_CACHE_DIR": str(settings.models_dir),
+        "FORGETD_MODEL": str(settings.model),
+        "FORGETD_REDIS_URL": settings.redis_url,
+        "FORGETD_KEY_PREFIX": settings.key_prefix,
+        "FORGETD_QUEUE_NAME": settings.queue_name,
+        "FORGETD_GPU_QUEUE_NAME": settings.gpu_queue_name,
+        "FORGETD_API_TOKEN": API_TOKEN,
+        "FORGETD_DEVICE": "cpu",
+        "FORGETD_WORKER_METRICS_PORT": "0",
+    })
+    env.update({f"FORGETD_{name.upper()}": value for name, value in extra.items()})
+    return env
+
+
+def start(role: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "forgetd.cli", role], env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_until_ready(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s")
