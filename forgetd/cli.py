@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated
 
 import httpx
@@ -16,6 +17,8 @@ app = typer.Typer(help="forgetd: continual machine unlearning as a service.", no
                   pretty_exceptions_enable=False)
 adapters_app = typer.Typer(help="Published adapter versions.", no_args_is_help=True)
 app.add_typer(adapters_app, name="adapters")
+requests_app = typer.Typer(help="Deletion requests: audit trails and operators' replays.", no_args_is_help=True)
+app.add_typer(requests_app, name="requests")
 
 
 def _settings() -> Settings:
@@ -26,9 +29,10 @@ def _settings() -> Settings:
         raise typer.Exit(2) from e
 
 
-def _client(settings: Settings, url: str | None) -> ForgetdClient:
+def _client(settings: Settings, url: str | None, *, admin: bool = False) -> ForgetdClient:
     base = url or f"http://{settings.api_host}:{settings.api_port}"
-    return ForgetdClient(base, settings.api_token.get_secret_value())
+    token = settings.admin_token if admin else settings.api_token
+    return ForgetdClient(base, token.get_secret_value())
 
 
 def _print_json(data: object) -> None:
@@ -105,9 +109,25 @@ def submit(
 @app.command()
 def status(request_id: str, url: Annotated[str | None, typer.Option(help="API base URL.")] = None) -> None:
     """Show a deletion request's state and receipt."""
-    with _client(_settings(), url) as client:
+    _call(lambda client: client.status(request_id), url)
+
+
+@requests_app.command("audit")
+def requests_audit(request_id: str, url: Annotated[str | None, typer.Option(help="API base URL.")] = None) -> None:
+    """Export a request's audit trail (states and times) as JSON."""
+    _call(lambda client: client.audit(request_id), url)
+
+
+@requests_app.command("replay")
+def requests_replay(request_id: str, url: Annotated[str | None, typer.Option(help="API base URL.")] = None) -> None:
+    """Queue a dead-lettered (or held for review) request again, with a fresh attempt budget."""
+    _call(lambda client: client.replay(request_id), url, admin=True)
+
+
+def _call(action: Callable[[ForgetdClient], object], url: str | None, *, admin: bool = False) -> None:
+    with _client(_settings(), url, admin=admin) as client:
         try:
-            _print_json(client.status(request_id))
+            _print_json(action(client))
         except ForgetdError as e:
             _fail(str(e))
         except httpx.TransportError as e:

@@ -75,14 +75,22 @@ class ForgetdClient:
                 raise TimeoutError(f"request {request_id} still {status['state']} after {timeout_s:.0f} s")
             time.sleep(poll_s)
 
+    def audit(self, request_id: str) -> list[dict[str, Any]]:
+        """The request's state changes, oldest first."""
+        trail: list[dict[str, Any]] = self._json(self._http.get(f"/v1/deletions/{request_id}/audit"))
+        return trail
+
     def adapters(self, lineage: str) -> dict[str, Any]:
         return self._json(self._http.get(f"/v1/adapters/{lineage}"))
 
+    def replay(self, request_id: str) -> dict[str, Any]:
+        """Queue a dead-lettered or held request again (needs the admin token)."""
+        return self._json(self._http.post(f"/v1/admin/deletions/{request_id}/replay"))
+
     @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
+    def _json(response: httpx.Response) -> Any:
         if response.is_success:
-            data: dict[str, Any] = response.json()
-            return data
+            return response.json()
         try:
             problem = response.json()
         except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,14 +10,15 @@ import redis
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
+from prometheus_client.registry import Collector
 
 from adapters_store import AdapterStore
 from forgetd.api.deps import ApiState
 from forgetd.api.limits import BodySizeLimit
 from forgetd.api.problems import install_problem_handlers
-from forgetd.api.routes import adapters, deletions, health
-from forgetd.ledger import Ledger, open_ledger
-from forgetd.metrics import RequestStateCollector
+from forgetd.api.routes import adapters, admin, deletions, health
+from forgetd.ledger import OPEN_STATES, Ledger, open_ledger
+from forgetd.metrics import LedgerSnapshot, RedisUpCollector, RequestStateCollector
 from forgetd.pipeline.celery_app import create_celery_app
 from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.settings import Settings
@@ -29,26 +31,51 @@ def create_app(settings: Settings) -> FastAPI:
         ledger = open_ledger(settings, client)
         scheduler = CeleryScheduler(create_celery_app(settings), settings)
         app.state.forgetd = ApiState(settings, ledger, AdapterStore(settings.adapters_dir), scheduler)
-        collector = _register_state_collector(ledger)
+        # Scrapes read the ledger on a client of their own with short timeouts: an unreachable Redis
+        # shows as forgetd_redis_up 0 within the scrape timeout instead of failing the scrape.
+        metrics_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+        collectors = _register_collectors(Ledger(metrics_client, ledger.prefix, ledger.cipher, ledger.fingerprinter))
         try:
             yield
         finally:
-            REGISTRY.unregister(collector)
+            for collector in collectors:
+                REGISTRY.unregister(collector)
+            metrics_client.close()
             client.close()
 
     app = FastAPI(title="forgetd", version="0.1.0", lifespan=lifespan,
                   description="Deletion requests in; verified, served unlearning adapters out.")
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (deletions, adapters, health):
+    for module in (deletions, adapters, admin, health):
         app.include_router(module.router)
     return app
 
 
-def _register_state_collector(ledger: Ledger) -> RequestStateCollector:
-    collector = RequestStateCollector(lambda: {s.value: n for s, n in ledger.counts_by_state().items()})
-    REGISTRY.register(collector)
-    return collector
+def _register_collectors(ledger: Ledger) -> list[Collector]:
+    collectors: list[Collector] = [RedisUpCollector(lambda: _redis_answers(ledger.redis)),
+                                   RequestStateCollector(lambda: _ledger_snapshot(ledger))]
+    for collector in collectors:
+        REGISTRY.register(collector)
+    return collectors
+
+
+def _redis_answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _ledger_snapshot(ledger: Ledger) -> LedgerSnapshot | None:
+    try:
+        counts = ledger.counts_by_state()
+        oldest = ledger.oldest_created_at(OPEN_STATES)
+    except redis.RedisError:
+        return None
+    now = time.time()
+    return LedgerSnapshot(counts={state.value: n for state, n in counts.items()},
+                          oldest_age_s={state.value: max(0.0, now - t) for state, t in oldest.items()})
 
 
 def run_api(settings: Settings) -> None:

@@ -38,14 +38,23 @@ _bearer = HTTPBearer(auto_error=False)
 
 def _tenant(state: Annotated[ApiState, Depends(_state)],
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    if credentials is None:
-        raise Problem(401, "Missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    expected = state.settings.api_token.get_secret_value().encode()
-    # compare_digest: the time taken does not reveal how much of a guessed token was right.
-    if not hmac.compare_digest(credentials.credentials.encode(), expected):
-        raise Problem(401, "Invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    _check_token(credentials, state.settings.api_token.get_secret_value())
     return DEFAULT_TENANT
 
 
+def _check_token(credentials: HTTPAuthorizationCredentials | None, expected: str) -> None:
+    if credentials is None:
+        raise Problem(401, "Missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    # compare_digest: the time taken does not reveal how much of a guessed token was right.
+    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+        raise Problem(401, "Invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _admin(state: Annotated[ApiState, Depends(_state)],
+           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+    _check_token(credentials, state.settings.admin_token.get_secret_value())
+
+
 StateDep = Annotated[ApiState, Depends(_state)]
+AdminDep = Annotated[None, Depends(_admin)]
 TenantDep = Annotated[str, Depends(_tenant)]

@@ -52,6 +52,18 @@ class DeletionStatus(BaseModel):
         )
 
 
+class AuditEntry(BaseModel):
+    """One state change of a request."""
+
+    state: str
+    previous_state: str | None
+    at: datetime
+
+    @classmethod
+    def of(cls, entry: dict[str, str]) -> AuditEntry:
+        return cls(state=entry["to"], previous_state=entry["from"] or None, at=_utc(float(entry["at"])))
+
+
 class AdapterVersion(BaseModel):
     version: int
     served_name: str

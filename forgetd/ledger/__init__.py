@@ -6,7 +6,7 @@ import redis
 
 from forgetd.ledger.crypto import Fingerprinter, PayloadCipher, PayloadUnavailableError
 from forgetd.ledger.records import DeletionRecord
-from forgetd.ledger.states import TERMINAL_STATES, RequestState
+from forgetd.ledger.states import OPEN_STATES, TERMINAL_STATES, RequestState
 from forgetd.ledger.store import (
     IdempotencyConflictError,
     IllegalTransitionError,
@@ -18,6 +18,7 @@ from forgetd.ledger.store import (
 from forgetd.settings import Settings
 
 __all__ = [
+    "OPEN_STATES",
     "TERMINAL_STATES",
     "DeletionRecord",
     "Fingerprinter",

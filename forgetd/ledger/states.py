@@ -45,6 +45,10 @@ TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
 TERMINAL_STATES = frozenset({S.COMPLETED, S.DUPLICATE, S.REJECTED, S.NOT_MEMORIZED, S.DEAD_LETTER,
                              S.NEEDS_REVIEW})
 
+# States in which a request's deletion has not yet taken effect: its legal clock still runs. needs_review
+# and dead_letter are open although no automatic work follows (they wait for an operator).
+OPEN_STATES = frozenset(RequestState) - {S.COMPLETED, S.DUPLICATE, S.REJECTED, S.NOT_MEMORIZED}
+
 
 def sources_of(target: RequestState) -> frozenset[RequestState]:
     """Every state from which ``target`` may be entered."""

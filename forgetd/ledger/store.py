@@ -66,6 +66,21 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', 1000000, '*',
 return {1, current}
 """
 
+_OLDEST = """
+-- KEYS: none (read-only; the record keys are only known from the sets' members)
+-- ARGV: record-key prefix, then state-set keys. Returns per set the smallest created_at, '' when empty.
+local result = {}
+for i = 2, #ARGV do
+  local oldest = nil
+  for _, id in ipairs(redis.call('SMEMBERS', ARGV[i])) do
+    local created = tonumber(redis.call('HGET', ARGV[1] .. id, 'created_at'))
+    if created and (oldest == nil or created < oldest) then oldest = created end
+  end
+  result[#result + 1] = oldest and string.format('%.3f', oldest) or ''
+end
+return result
+"""
+
 
 class LedgerError(Exception):
     """Base of the ledger's errors; messages carry ids and states, never payload text."""
@@ -118,6 +133,7 @@ class Ledger:
         self.fingerprinter = fingerprinter
         self._create = client.register_script(_CREATE)
         self._transition = client.register_script(_TRANSITION)
+        self._oldest = client.register_script(_OLDEST)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -181,6 +197,16 @@ class Ledger:
                 pipe.scard(self._state_set(state))
             counts = pipe.execute()
         return dict(zip(RequestState, counts, strict=True))
+
+    def oldest_created_at(self, states: Iterable[RequestState]) -> dict[RequestState, float]:
+        """Creation time of the oldest request in each of ``states`` that holds any (for metrics).
+
+        One server-side pass over those states' members: O(requests in them), meant for the open
+        states, whose size is the backlog, not the history.
+        """
+        states = list(states)
+        replies = self._oldest(keys=[], args=[self.key("req", ""), *(self._state_set(s) for s in states)])
+        return {state: float(reply) for state, reply in zip(states, replies, strict=True) if reply}
 
     # -- change ----------------------------------------------------------------------------------
 

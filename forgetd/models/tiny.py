@@ -85,26 +85,32 @@ def fact_probes(people: Sequence[Person]) -> list[Probe]:
     return [Probe(prompt=fact.prompt, completion=fact.answer) for person in people for fact in person.facts]
 
 
-def tiny_recipe_hash(people: Sequence[Person], seed: int, training: TinyTraining = TinyTraining()) -> str:
+def tiny_recipe_hash(people: Sequence[Person], seed: int, training: TinyTraining = TinyTraining(),
+                     tokenizer_corpus: Sequence[str] | None = None) -> str:
     """A short content hash of everything that determines the built model."""
-    recipe = {
+    recipe: dict[str, object] = {
         "version": RECIPE_VERSION,
         "seed": seed,
         "training": asdict(training),
-        "corpus": _corpus(people),
+        "corpus": training_corpus(people),
     }
+    if tokenizer_corpus is not None:  # absent by default, so the default model's hash is unchanged
+        recipe["tokenizer_corpus"] = list(tokenizer_corpus)
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_tiny_model(out_dir: Path, people: list[Person], seed: int = 0,
-                     training: TinyTraining = TinyTraining()) -> Path:
+                     training: TinyTraining = TinyTraining(),
+                     tokenizer_corpus: Sequence[str] | None = None) -> Path:
     """Train the tiny model on ``people``'s statements and the filler, save model and tokenizer to ``out_dir``.
 
+    The tokenizer is trained on ``tokenizer_corpus`` when given (two models that must share a vocabulary,
+    such as a benchmark's original and retrained models, pass the same one), else on the training corpus.
     Returns ``out_dir``. Writes in place: callers wanting atomicity build into a temporary folder (as
     :func:`forgetd.models.resolve_model_path` does).
     """
-    corpus = _corpus(people)
-    tokenizer = build_tokenizer(corpus, training.vocab_size)
+    corpus = training_corpus(people)
+    tokenizer = build_tokenizer(tokenizer_corpus if tokenizer_corpus is not None else corpus, training.vocab_size)
     started = time.monotonic()
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state
         torch.manual_seed(seed)
@@ -133,7 +139,8 @@ def build_tokenizer(corpus: Sequence[str], vocab_size: int) -> PreTrainedTokeniz
     return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=BOS, eos_token=EOS, pad_token=PAD)
 
 
-def _corpus(people: Sequence[Person]) -> list[str]:
+def training_corpus(people: Sequence[Person]) -> list[str]:
+    """What the tiny model is taught: every person's statements, then the filler sentences."""
     return [statement for person in people for statement in person.statements] + list(FILLER)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import start_http_server
+import redis
+from prometheus_client import REGISTRY, start_http_server
 
+from forgetd.metrics import GpuMemoryCollector, RedisUpCollector
 from forgetd.pipeline.celery_app import create_celery_app
 from forgetd.settings import Settings
 
@@ -18,6 +20,7 @@ def run_worker(settings: Settings, queues: list[str] | None = None, beat: bool =
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_celery_app(settings)
     if settings.worker_metrics_port:
+        _register_collectors(settings)
         start_http_server(settings.worker_metrics_port, addr=settings.api_host)
     argv = [
         "worker",
@@ -31,3 +34,18 @@ def run_worker(settings: Settings, queues: list[str] | None = None, beat: bool =
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.worker_main(argv)
+
+
+def _register_collectors(settings: Settings) -> None:
+    """Scrape-time metrics of this process: Redis reachability (short timeouts, its own client) and
+    the GPU memory the job uses."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    REGISTRY.register(RedisUpCollector(answers))
+    REGISTRY.register(GpuMemoryCollector())

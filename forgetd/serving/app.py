@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 import redis
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from starlette.concurrency import run_in_threadpool
 
+from forgetd.metrics import GpuMemoryCollector
 from forgetd.serving.notify import AdapterSubscriber
 from forgetd.serving.routes import install_handlers, router
 from forgetd.settings import Settings
@@ -63,6 +65,7 @@ def create_serving_app(settings: Settings, engine: EmbeddedEngine | None = None,
 
 def run_serving(settings: Settings) -> None:
     """Serve on ``settings.serve_host:serve_port`` until interrupted."""
+    REGISTRY.register(GpuMemoryCollector())  # the serving process's own CUDA memory, if it uses CUDA
     uvicorn.run(create_serving_app(settings), host=settings.serve_host, port=settings.serve_port)
 
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
 
-from forgetd.api.deps import StateDep, TenantDep
+from forgetd.api.deps import ApiState, StateDep, TenantDep
 from forgetd.api.problems import Problem
-from forgetd.api.schemas import DeletionCreate, DeletionStatus
-from forgetd.ledger import IdempotencyConflictError, NewRequest, RequestNotFoundError
+from forgetd.api.schemas import AuditEntry, DeletionCreate, DeletionStatus
+from forgetd.ledger import DeletionRecord, IdempotencyConflictError, NewRequest, RequestNotFoundError
 from forgetd.metrics import REQUESTS_RECEIVED
 from forgetd.settings import Settings
 
@@ -48,13 +48,25 @@ def create_deletion(body: DeletionCreate, state: StateDep, tenant: TenantDep, re
 
 @router.get("/{request_id}", response_model=DeletionStatus, responses={401: {}, 404: {}})
 def get_deletion(request_id: str, state: StateDep, tenant: TenantDep) -> DeletionStatus:
+    return DeletionStatus.of(find_record(state, request_id, tenant))
+
+
+@router.get("/{request_id}/audit", response_model=list[AuditEntry], responses={401: {}, 404: {}})
+def get_audit_trail(request_id: str, state: StateDep, tenant: TenantDep) -> list[AuditEntry]:
+    """Every state change of the request, oldest first: ids, states and times only."""
+    find_record(state, request_id, tenant)
+    return [AuditEntry.of(entry) for entry in state.ledger.audit_trail(request_id)]
+
+
+def find_record(state: ApiState, request_id: str, tenant: str | None) -> DeletionRecord:
+    """The request, or 404; a tenant sees only its own (``None``: any, for operators)."""
     try:
         record = state.ledger.get(_checked_id(request_id))
     except RequestNotFoundError as e:
         raise Problem(404, "Deletion request not found", str(e)) from e
-    if record.tenant != tenant:
+    if tenant is not None and record.tenant != tenant:
         raise Problem(404, "Deletion request not found")
-    return DeletionStatus.of(record)
+    return record
 
 
 def _checked_id(request_id: str) -> str:
