@@ -11,6 +11,8 @@ import typer
 from pydantic import ValidationError
 
 from forgetd.client import ForgetdClient, ForgetdError
+from forgetd.pipeline.receipts import iso_utc
+from forgetd.security.api_keys import ApiKeys, Scope
 from forgetd.settings import Settings, get_settings
 
 app = typer.Typer(help="forgetd: continual machine unlearning as a service.", no_args_is_help=True,
@@ -19,6 +21,8 @@ adapters_app = typer.Typer(help="Published adapter versions.", no_args_is_help=T
 app.add_typer(adapters_app, name="adapters")
 requests_app = typer.Typer(help="Deletion requests: audit trails and operators' replays.", no_args_is_help=True)
 app.add_typer(requests_app, name="requests")
+keys_app = typer.Typer(help="Tenants' API keys (stored hashed in Redis).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _settings() -> Settings:
@@ -150,6 +154,43 @@ def adapters_list(lineage: Annotated[str | None, typer.Argument(help="One lineag
                            f"created={manifest.created_at}")
     except StoreError as e:
         _fail(str(e))
+
+
+def _api_keys() -> ApiKeys:
+    import redis
+
+    settings = _settings()
+    return ApiKeys(redis.Redis.from_url(settings.redis_url), settings.key_prefix, settings.secret_bytes("hmac_key"))
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Argument(help="Tenant the key acts for.")],
+    scope: Annotated[list[Scope], typer.Option(help="submit, read or admin (repeatable).")],
+) -> None:
+    """Create a key; it is printed once and never stored."""
+    try:
+        key, info = _api_keys().create(tenant, set(scope))
+    except ValueError as e:
+        _fail(str(e))
+    typer.echo(f"key id {info.key_id} for tenant {info.tenant}, scopes {','.join(sorted(info.scopes))}")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys: ids, tenants, scopes and creation times (never secrets)."""
+    for info in _api_keys().list():
+        typer.echo(f"{info.key_id}  tenant={info.tenant}  scopes={','.join(sorted(info.scopes))}  "
+                   f"created={iso_utc(info.created_at)}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key at once."""
+    if not _api_keys().revoke(key_id):
+        _fail(f"no key with id {key_id!r}")
+    typer.echo(f"revoked {key_id}")
 
 
 @app.command()

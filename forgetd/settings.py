@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     max_texts: int = Field(32, ge=1, description="Texts (and probes, and neighbours) per request.")
     max_text_chars: int = Field(4000, ge=16, description="Characters per text.")
 
+    rate_limit_per_minute: int = Field(600, ge=0, description="Deletion requests per minute per tenant "
+                                       "(429 above); 0 turns the limit off.")
+
     # Model and unlearning
     model: str = Field("smollm2", description="Base model: 'smollm2', 'tiny', or a local HF folder.")
     device: DeviceChoice = Field("auto", description="auto picks cuda when available.")

@@ -75,3 +75,24 @@ def test_adapters_list_on_an_empty_store() -> None:
     result = runner.invoke(app, ["adapters", "list"])
 
     assert result.exit_code == 0
+
+
+def test_keys_create_list_revoke() -> None:
+    created = runner.invoke(app, ["keys", "create", "acme", "--scope", "submit", "--scope", "read"])
+    assert created.exit_code == 0
+    key_id = created.output.split()[2]
+    secret = created.output.strip().splitlines()[-1]
+    assert secret.startswith(f"fgd_{key_id}_")
+
+    listed = runner.invoke(app, ["keys", "list"])
+    assert key_id in listed.output and "tenant=acme" in listed.output and secret not in listed.output
+
+    assert runner.invoke(app, ["keys", "revoke", key_id]).exit_code == 0
+    assert runner.invoke(app, ["keys", "revoke", key_id]).exit_code == 1
+
+
+def test_keys_create_refuses_a_bad_tenant() -> None:
+    result = runner.invoke(app, ["keys", "create", "../acme", "--scope", "read"])
+
+    assert result.exit_code == 1
+    assert "invalid tenant" in result.output

@@ -21,6 +21,8 @@ from forgetd.ledger import OPEN_STATES, Ledger, open_ledger
 from forgetd.metrics import LedgerSnapshot, RedisUpCollector, RequestStateCollector
 from forgetd.pipeline.celery_app import create_celery_app
 from forgetd.pipeline.scheduling import CeleryScheduler
+from forgetd.security.api_keys import ApiKeys
+from forgetd.security.rate_limit import RateLimiter
 from forgetd.settings import Settings
 
 
@@ -30,7 +32,11 @@ def create_app(settings: Settings) -> FastAPI:
         client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
         ledger = open_ledger(settings, client)
         scheduler = CeleryScheduler(create_celery_app(settings), settings)
-        app.state.forgetd = ApiState(settings, ledger, AdapterStore(settings.adapters_dir), scheduler)
+        app.state.forgetd = ApiState(
+            settings, ledger, AdapterStore(settings.adapters_dir), scheduler,
+            keys=ApiKeys(client, settings.key_prefix, settings.secret_bytes("hmac_key")),
+            rate_limiter=RateLimiter(client, settings.key_prefix, settings.rate_limit_per_minute),
+        )
         # Scrapes read the ledger on a client of their own with short timeouts: an unreachable Redis
         # shows as forgetd_redis_up 0 within the scrape timeout instead of failing the scrape.
         metrics_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)

@@ -1,8 +1,9 @@
-"""Typed dependencies of the intake API's routes."""
+"""Typed dependencies of the intake API's routes: state, and who is calling with which scope."""
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,8 +14,11 @@ from adapters_store import AdapterStore
 from forgetd.api.problems import Problem
 from forgetd.ledger import Ledger
 from forgetd.pipeline.scheduling import TaskScheduler
+from forgetd.security.api_keys import ApiKeys, Principal, Scope
+from forgetd.security.rate_limit import RateLimiter
 from forgetd.settings import Settings
 
+# The tenant of the tokens configured in settings (FORGETD_API_TOKEN, FORGETD_ADMIN_TOKEN).
 DEFAULT_TENANT = "default"
 
 
@@ -26,6 +30,17 @@ class ApiState:
     ledger: Ledger
     store: AdapterStore
     scheduler: TaskScheduler
+    keys: ApiKeys
+    rate_limiter: RateLimiter
+
+    def principal(self, token: str) -> Principal | None:
+        """Who a bearer token belongs to: a settings token, or a tenant's API key."""
+        # compare_digest: the time taken does not reveal how much of a guessed token was right.
+        if hmac.compare_digest(token.encode(), self.settings.admin_token.get_secret_value().encode()):
+            return Principal(DEFAULT_TENANT, frozenset(Scope), "settings-admin")
+        if hmac.compare_digest(token.encode(), self.settings.api_token.get_secret_value().encode()):
+            return Principal(DEFAULT_TENANT, frozenset({Scope.SUBMIT, Scope.READ}), "settings-api")
+        return self.keys.authenticate(token)
 
 
 def _state(request: Request) -> ApiState:
@@ -36,25 +51,35 @@ def _state(request: Request) -> ApiState:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _tenant(state: Annotated[ApiState, Depends(_state)],
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    _check_token(credentials, state.settings.api_token.get_secret_value())
-    return DEFAULT_TENANT
-
-
-def _check_token(credentials: HTTPAuthorizationCredentials | None, expected: str) -> None:
+def _authenticated(state: Annotated[ApiState, Depends(_state)],
+                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     if credentials is None:
         raise Problem(401, "Missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    # compare_digest: the time taken does not reveal how much of a guessed token was right.
-    if not hmac.compare_digest(credentials.credentials.encode(), expected.encode()):
+    principal = state.principal(credentials.credentials)
+    if principal is None:
         raise Problem(401, "Invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return principal
 
 
-def _admin(state: Annotated[ApiState, Depends(_state)],
-           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    _check_token(credentials, state.settings.admin_token.get_secret_value())
+def _require(scope: Scope) -> Callable[[Principal], Principal]:
+    def check(principal: Annotated[Principal, Depends(_authenticated)]) -> Principal:
+        if scope not in principal.scopes:
+            raise Problem(403, "Missing scope", f"This key lacks the {scope.value!r} scope.")
+        return principal
+
+    return check
+
+
+def _rate_limited_submitter(state: Annotated[ApiState, Depends(_state)],
+                            principal: Annotated[Principal, Depends(_require(Scope.SUBMIT))]) -> Principal:
+    decision = state.rate_limiter.hit(principal.tenant)
+    if not decision.allowed:
+        raise Problem(429, "Too many requests", "This tenant's requests per minute are spent.",
+                      headers={"Retry-After": str(decision.retry_after_s)})
+    return principal
 
 
 StateDep = Annotated[ApiState, Depends(_state)]
-AdminDep = Annotated[None, Depends(_admin)]
-TenantDep = Annotated[str, Depends(_tenant)]
+SubmitterDep = Annotated[Principal, Depends(_rate_limited_submitter)]
+ReaderDep = Annotated[Principal, Depends(_require(Scope.READ))]
+AdminDep = Annotated[Principal, Depends(_require(Scope.ADMIN))]

@@ -34,12 +34,13 @@ def test_replay_queues_a_dead_letter_again_with_a_fresh_attempt_budget(
     assert redis_client.llen(settings.gpu_queue_name) == 1  # a batch job was asked for
 
 
-def test_replay_needs_the_admin_token(api: TestClient) -> None:
+def test_replay_needs_the_admin_scope(api: TestClient) -> None:
     request_id = _dead_lettered(api)
 
     response = api.post(f"/v1/admin/deletions/{request_id}/replay")  # the intake token
 
-    assert response.status_code == 401
+    assert response.status_code == 403
+    assert "admin" in response.json()["detail"]
 
 
 def test_replay_of_a_request_that_is_not_stuck_is_409(api: TestClient) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from adapters_store import InvalidNameError
-from forgetd.api.deps import StateDep, TenantDep
+from forgetd.api.deps import ReaderDep, StateDep
 from forgetd.api.problems import Problem
 from forgetd.api.schemas import AdapterVersion, LineageAdapters
 
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1/adapters", tags=["adapters"])
 
 
 @router.get("/{lineage}", response_model=LineageAdapters, responses={401: {}, 404: {}})
-def get_lineage(lineage: str, state: StateDep, _: TenantDep) -> LineageAdapters:
+def get_lineage(lineage: str, state: StateDep, _: ReaderDep) -> LineageAdapters:
     try:
         manifests = state.store.versions(lineage)
     except InvalidNameError as e:

@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
 
-from forgetd.api.deps import ApiState, StateDep, TenantDep
+from forgetd.api.deps import ApiState, ReaderDep, StateDep, SubmitterDep
 from forgetd.api.problems import Problem
 from forgetd.api.schemas import AuditEntry, DeletionCreate, DeletionStatus
 from forgetd.ledger import DeletionRecord, IdempotencyConflictError, NewRequest, RequestNotFoundError
 from forgetd.metrics import REQUESTS_RECEIVED
+from forgetd.security.api_keys import Principal, Scope
 from forgetd.settings import Settings
 
 router = APIRouter(prefix="/v1/deletions", tags=["deletions"])
@@ -23,11 +24,11 @@ IdempotencyKey = Annotated[
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=DeletionStatus,
-             responses={401: {}, 413: {}, 422: {}})
-def create_deletion(body: DeletionCreate, state: StateDep, tenant: TenantDep, response: Response,
+             responses={401: {}, 403: {}, 413: {}, 422: {}, 429: {}})
+def create_deletion(body: DeletionCreate, state: StateDep, caller: SubmitterDep, response: Response,
                     idempotency_key: IdempotencyKey = None) -> DeletionStatus:
     _check_limits(body, state.settings)
-    new = NewRequest(tenant=tenant, lineage=body.lineage or state.settings.default_lineage,
+    new = NewRequest(tenant=caller.tenant, lineage=body.lineage or state.settings.default_lineage,
                      kind=body.kind, payload=body.payload(), idempotency_key=idempotency_key)
     try:
         record, created = state.ledger.create(new)
@@ -46,15 +47,15 @@ def create_deletion(body: DeletionCreate, state: StateDep, tenant: TenantDep, re
     return DeletionStatus.of(record)
 
 
-@router.get("/{request_id}", response_model=DeletionStatus, responses={401: {}, 404: {}})
-def get_deletion(request_id: str, state: StateDep, tenant: TenantDep) -> DeletionStatus:
-    return DeletionStatus.of(find_record(state, request_id, tenant))
+@router.get("/{request_id}", response_model=DeletionStatus, responses={401: {}, 403: {}, 404: {}})
+def get_deletion(request_id: str, state: StateDep, caller: ReaderDep) -> DeletionStatus:
+    return DeletionStatus.of(find_record(state, request_id, _visible_tenant(caller)))
 
 
-@router.get("/{request_id}/audit", response_model=list[AuditEntry], responses={401: {}, 404: {}})
-def get_audit_trail(request_id: str, state: StateDep, tenant: TenantDep) -> list[AuditEntry]:
+@router.get("/{request_id}/audit", response_model=list[AuditEntry], responses={401: {}, 403: {}, 404: {}})
+def get_audit_trail(request_id: str, state: StateDep, caller: ReaderDep) -> list[AuditEntry]:
     """Every state change of the request, oldest first: ids, states and times only."""
-    find_record(state, request_id, tenant)
+    find_record(state, request_id, _visible_tenant(caller))
     return [AuditEntry.of(entry) for entry in state.ledger.audit_trail(request_id)]
 
 
@@ -67,6 +68,11 @@ def find_record(state: ApiState, request_id: str, tenant: str | None) -> Deletio
     if tenant is not None and record.tenant != tenant:
         raise Problem(404, "Deletion request not found")
     return record
+
+
+def _visible_tenant(caller: Principal) -> str | None:
+    """Whose requests the caller may see: its own tenant's, or any for an operator."""
+    return None if Scope.ADMIN in caller.scopes else caller.tenant
 
 
 def _checked_id(request_id: str) -> str:

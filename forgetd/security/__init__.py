@@ -1,0 +1,1 @@
+"""Who may do what: tenants' API keys with scopes, and per-tenant rate limits."""
