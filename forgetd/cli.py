@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from forgetd.client import ForgetdClient, ForgetdError
-from forgetd.pipeline.receipts import iso_utc
+from forgetd.ledger.records import iso_utc
 from forgetd.security.api_keys import ApiKeys, Scope
 from forgetd.settings import Settings, get_settings
 

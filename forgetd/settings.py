@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     stuck_after_s: float = Field(300.0, ge=1, description="A request this long in one non-terminal state "
                                  "(and no job running on its lineage) is nudged by the reconciler.")
     reconcile_interval_s: float = Field(60.0, ge=1, description="How often the reconciler runs (worker beat).")
+    shred_interval_s: float = Field(60.0, ge=1, description="How often payload keys whose verification "
+                                    "window has closed are destroyed (worker beat).")
     shutdown_grace_s: float = Field(60.0, ge=0, description="Time a running job gets to finish on a cold "
                                     "worker shutdown before its message is handed back.")
     verification_window_s: int = Field(7 * 24 * 3600, ge=0,

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,7 +46,9 @@ def deployment(settings: Settings, tmp_path: Path) -> Iterator[Deployment]:
 
     resolve_model_path("tiny", settings.models_dir)  # teach it once, before three processes want it
     api_port, serve_port = free_port(), free_port()
-    env = environment(settings, api_port=str(api_port), serve_port=str(serve_port), batch_max_wait_s="0.5")
+    # A verification window of 0 s: the payload key is destroyed at the first shred sweep after completion.
+    env = environment(settings, api_port=str(api_port), serve_port=str(serve_port), batch_max_wait_s="0.5",
+                      verification_window_s="0", shred_interval_s="1")
     logs = [tmp_path / f"{role}.log" for role in ROLES]
     processes = [start(role, env, log) for role, log in zip(ROLES, logs, strict=True)]
     try:
@@ -102,8 +105,20 @@ def test_a_deletion_request_is_forgotten_by_the_served_model(deployment: Deploym
     assert _recalled(deployment.serve_url, receipt["served_name"], forget) == 0.0
 
     _assert_loads_in_plain_peft(deployment.settings, lineage, receipt["adapter_version"])
+    shredded = _wait_until_shredded(deployment, accepted["id"])
+    assert shredded["receipt"]["payload_destroyed_at"] == shredded["payload_destroyed_at"].replace("Z", "+00:00")
     _assert_no_plain_text_anywhere(deployment, redis_client, [s for s in target.statements] +
                                    [answer for _, answer in forget if len(answer) > 4])
+
+
+def _wait_until_shredded(deployment: Deployment, request_id: str, timeout_s: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    with ForgetdClient(deployment.api_url, API_TOKEN) as client:
+        while (status := client.status(request_id))["payload_destroyed_at"] is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the payload key was not destroyed after its window closed")
+            time.sleep(0.2)
+    return status
 
 
 def _wait_for_served(serve_url: str, lineage: str, served_name: str, timeout_s: float = 30) -> None:
@@ -128,14 +143,16 @@ def _assert_loads_in_plain_peft(settings: Settings, lineage: str, version: int) 
 
 
 def _assert_no_plain_text_anywhere(deployment: Deployment, client: redis.Redis, secrets: list[str]) -> None:
-    """No request text in Redis (records, Celery messages, anything under the test's keys) or in logs."""
+    """No request text in Redis (records, Celery messages, every key), in the data dir (keys, adapter
+    store, work dirs, Celery beat state) or in the processes' logs."""
     needles = [s.encode() for s in secrets]
     # The whole database, not just the test's prefix: Celery keeps unacknowledged messages in keys
     # of its own.
     for key, value in every_value(client):
         for needle in needles:
             assert needle not in value, f"request text found in Redis key {key!r}"
-    for log in deployment.logs:
-        content = log.read_bytes()
+    files = [*deployment.logs, *(p for p in deployment.settings.data_dir.rglob("*") if p.is_file())]
+    for path in files:
+        content = path.read_bytes()
         for needle in needles:
-            assert needle not in content, f"request text found in {log.name}"
+            assert needle not in content, f"request text found in {path}"

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from forgetd.ledger.states import RequestState
 from forgetd.payload import RequestKind
+
+
+def iso_utc(timestamp: float) -> str:
+    """ISO-8601 in UTC: how receipts and every API response show times."""
+    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+
 
 # Hash fields that hold the sealed payload; everything else in a record is safe to show.
 SEALED_FIELDS = ("wrapped_key", "ciphertext")

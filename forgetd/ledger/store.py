@@ -23,7 +23,7 @@ from typing import Any
 import redis
 
 from forgetd.ledger.crypto import Fingerprinter, PayloadCipher, PayloadUnavailableError, SealedPayload
-from forgetd.ledger.records import SEALED_FIELDS, DeletionRecord
+from forgetd.ledger.records import SEALED_FIELDS, DeletionRecord, iso_utc
 from forgetd.ledger.states import RequestState, sources_of
 from forgetd.metrics import REQUEST_TRANSITIONS
 from forgetd.payload import DeletionPayload, RequestKind
@@ -82,6 +82,23 @@ return result
 """
 
 
+_SHRED = """
+-- KEYS: record key. ARGV: now (epoch), now (ISO-8601).
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local removed = redis.call('HDEL', KEYS[1], 'wrapped_key', 'ciphertext')
+if redis.call('HEXISTS', KEYS[1], 'shredded_at') == 0 then
+  redis.call('HSET', KEYS[1], 'shredded_at', ARGV[1])
+  local receipt = redis.call('HGET', KEYS[1], 'receipt')
+  if receipt and receipt ~= '' then
+    local decoded = cjson.decode(receipt)
+    decoded['payload_destroyed_at'] = ARGV[2]
+    redis.call('HSET', KEYS[1], 'receipt', cjson.encode(decoded))
+  end
+end
+return removed
+"""
+
+
 class LedgerError(Exception):
     """Base of the ledger's errors; messages carry ids and states, never payload text."""
 
@@ -133,6 +150,7 @@ class Ledger:
         self.fingerprinter = fingerprinter
         self._create = client.register_script(_CREATE)
         self._transition = client.register_script(_TRANSITION)
+        self._shred = client.register_script(_SHRED)
         self._oldest = client.register_script(_OLDEST)
 
     def key(self, *parts: str) -> str:
@@ -233,12 +251,10 @@ class Ledger:
         return RequestState(previous)
 
     def shred(self, request_id: str) -> bool:
-        """Destroy the payload's data key and ciphertext (crypto-shredding). True if anything was left."""
-        key = self.key("req", request_id)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(key, *SEALED_FIELDS)
-            pipe.hset(key, "shredded_at", repr(time.time()))
-            removed, _ = pipe.execute()
+        """Destroy the payload's data key and ciphertext (crypto-shredding), and record when in the
+        record and its receipt. True if anything was left to destroy."""
+        now = time.time()
+        removed = self._shred(keys=[self.key("req", request_id)], args=[repr(now), iso_utc(now)])
         return bool(removed)
 
     def audit_trail(self, request_id: str, count: int = 10_000) -> list[dict[str, str]]:

@@ -14,7 +14,6 @@ ADMIT_TASK = "forgetd.admit"
 RUN_BATCH_TASK = "forgetd.run_batch"
 SHRED_TASK = "forgetd.shred_expired"
 RECONCILE_TASK = "forgetd.reconcile"
-SHRED_INTERVAL_S = 60.0
 
 
 def create_celery_app(settings: Settings) -> Celery:
@@ -43,7 +42,7 @@ def create_celery_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         beat_schedule={
-            "shred-expired": {"task": SHRED_TASK, "schedule": SHRED_INTERVAL_S},
+            "shred-expired": {"task": SHRED_TASK, "schedule": settings.shred_interval_s},
             "reconcile": {"task": RECONCILE_TASK, "schedule": settings.reconcile_interval_s},
         },
     )

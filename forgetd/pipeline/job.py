@@ -19,12 +19,13 @@ from typing import Literal
 
 from adapters_store import Manifest, ParentMismatchError, StaleFencingTokenError, StoreError
 from forgetd.ledger import DeletionRecord, PayloadUnavailableError, RequestState
+from forgetd.ledger.records import iso_utc
 from forgetd.metrics import ADAPTER_VERSION, JOB_BATCH_SIZE, JOB_DURATION, VERIFICATION_SCORE
 from forgetd.payload import DeletionPayload
 from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.lineage_queue import LineageQueue
 from forgetd.pipeline.locks import LineageLease
-from forgetd.pipeline.receipts import decision_receipt, iso_utc
+from forgetd.pipeline.receipts import decision_receipt
 from forgetd.unlearning import UnlearningBatch, UpdateOutcome, unlearn_batch
 
 logger = logging.getLogger(__name__)

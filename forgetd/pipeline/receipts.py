@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from forgetd.ledger import DeletionRecord, RequestState
-
-
-def iso_utc(timestamp: float) -> str:
-    """ISO-8601 in UTC, as the API shows every other time."""
-    return datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+from forgetd.ledger.records import iso_utc
 
 
 def decision_receipt(record: DeletionRecord, state: RequestState, **details: Any) -> dict[str, Any]:

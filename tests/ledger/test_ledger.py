@@ -142,3 +142,24 @@ def test_payload_repr_never_shows_text() -> None:
 
     assert SECRET not in repr(payload) and SECRET not in str(payload)
     assert "Quillfeather" not in repr(Probe(prompt="Zorba Quillfeather", completion="x"))
+
+
+def test_shredding_records_when_in_the_receipt_once(ledger: Ledger) -> None:
+    record, _ = ledger.create(_new())
+    for state in (S.QUEUED, S.UNLEARNING, S.VERIFYING, S.PUBLISHED):
+        ledger.transition(record.id, state)
+    ledger.transition(record.id, S.COMPLETED, receipt={"request_id": record.id, "adapter_version": 1})
+
+    assert ledger.shred(record.id)
+    first = ledger.get(record.id)
+    assert not ledger.shred(record.id)
+
+    assert first.receipt is not None and "payload_destroyed_at" in first.receipt
+    assert first.receipt["adapter_version"] == 1
+    assert ledger.get(record.id).receipt == first.receipt
+
+
+def test_shredding_an_unknown_request_creates_nothing(ledger: Ledger, redis_client: redis.Redis,
+                                                      key_prefix: str) -> None:
+    assert not ledger.shred("0" * 32)
+    assert not redis_client.exists(f"{key_prefix}:req:{'0' * 32}")
