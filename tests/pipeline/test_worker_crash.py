@@ -1,7 +1,6 @@
-"""Fault injection on real processes: SIGKILL the worker in the middle of an unlearning job.
+"""Fault injection on real processes: a worker SIGKILLed mid-job, lost and duplicated messages.
 
-The request must still reach ``completed`` exactly once, on one published version, after a fresh
-worker starts: its reconciler finds the request in flight with no live lease and runs the batch again.
+Every accepted request must reach ``completed`` exactly once, on exactly one published version.
 """
 
 from __future__ import annotations
@@ -37,13 +36,17 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float = 300) 
         time.sleep(0.1)
 
 
-def _submit(settings: Settings, ledger: Ledger) -> str:
+def _submit(settings: Settings, ledger: Ledger, person_index: int = 3, admit_messages: int = 1) -> str:
+    """Store a request to forget one tiny-model person; send its admit message ``admit_messages`` times
+    (0: the message was lost, 2: delivered twice)."""
     people = default_tiny_people()
-    person = people[3]
+    person = people[person_index]
     payload = DeletionPayload(texts=person.statements, probes=fact_probes([person]),
                               neighbours=fact_probes([p for p in people if p is not person]))
     record, _ = ledger.create(NewRequest("t", "default", "pii", payload))
-    CeleryScheduler(create_celery_app(settings), settings).admit(record.id)
+    scheduler = CeleryScheduler(create_celery_app(settings), settings)
+    for _ in range(admit_messages):
+        scheduler.admit(record.id)
     return record.id
 
 
@@ -74,3 +77,25 @@ def test_a_worker_killed_mid_job_loses_nothing(settings: Settings, redis_client:
     assert trail.count("completed") == 1 and trail.count("unlearning") == 2
     versions = AdapterStore(settings.adapters_dir).versions("default")
     assert [m.request_ids for m in versions] == [(request_id,)]
+
+
+def test_lost_and_duplicated_messages_end_in_exactly_one_completion(
+        settings: Settings, redis_client: redis.Redis, tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"model": str(tiny_model_dir)})
+    ledger = open_ledger(settings, redis_client)
+    lost = _submit(settings, ledger, person_index=4, admit_messages=0)
+    twice = _submit(settings, ledger, person_index=5, admit_messages=2)
+    CeleryScheduler(create_celery_app(settings), settings).run_batch("default", 0.0)  # a spurious batch job
+
+    worker = start("worker", environment(settings, **FAST_RECOVERY), tmp_path / "worker.log")
+    try:
+        _wait_for(lambda: all(ledger.get(i).state is S.COMPLETED for i in (lost, twice)), "both to complete")
+    finally:
+        stop([worker])
+
+    for request_id in (lost, twice):
+        trail = [entry["to"] for entry in ledger.audit_trail(request_id)]
+        assert trail.count("queued") == 1 and trail.count("completed") == 1, trail
+        assert ledger.get(request_id).attempts == 1
+    published = [i for m in AdapterStore(settings.adapters_dir).versions("default") for i in m.request_ids]
+    assert sorted(published) == sorted([lost, twice])
