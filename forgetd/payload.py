@@ -7,11 +7,17 @@ accidental ``logger.info("%s", payload)`` or a traceback shows ids and sizes, ne
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 RequestKind = Literal["pii", "copyright", "harmful", "other"]
+
+# Ceilings stated in the API's schema; a deployment may set lower limits (settings.max_texts, ...).
+MAX_ITEMS = 32
+MAX_TEXT_CHARS = 4000
+# At least one non-blank character: a blank text or probe has nothing to forget or check.
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")]
 
 
 class _Redacted(BaseModel):
@@ -26,16 +32,17 @@ class _Redacted(BaseModel):
 class Probe(_Redacted):
     """A prompt and the completion that must (forget probe) or must not (retain probe) disappear."""
 
-    prompt: str = Field(min_length=1)
-    completion: str = Field(min_length=1)
+    prompt: Text
+    completion: Text
 
 
 class DeletionPayload(_Redacted):
     """What a request asks to forget, and what must be kept while forgetting it."""
 
-    texts: list[str] = Field(min_length=1, description="Texts the model must forget.")
-    probes: list[Probe] = Field(default_factory=list, description="Prompt/completion pairs to verify.")
-    neighbours: list[Probe] = Field(default_factory=list,
+    texts: list[Text] = Field(min_length=1, max_length=MAX_ITEMS, description="Texts the model must forget.")
+    probes: list[Probe] = Field(default_factory=list, max_length=MAX_ITEMS,
+                                description="Prompt/completion pairs to verify.")
+    neighbours: list[Probe] = Field(default_factory=list, max_length=MAX_ITEMS,
                                     description="Nearby knowledge that must be kept (retain probes).")
 
     def forget_probes(self) -> list[Probe]:

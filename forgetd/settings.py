@@ -17,6 +17,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from forgetd.payload import MAX_ITEMS, MAX_TEXT_CHARS
+
 PLACEHOLDER_TOKEN = "change-me"
 
 Mode = Literal["embedded", "production"]
@@ -61,8 +63,10 @@ class Settings(BaseSettings):
 
     # Intake limits
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body (413 above).")
-    max_texts: int = Field(32, ge=1, description="Texts (and probes, and neighbours) per request.")
-    max_text_chars: int = Field(4000, ge=16, description="Characters per text.")
+    max_texts: int = Field(MAX_ITEMS, ge=1, le=MAX_ITEMS, description="Texts (and probes, and neighbours) per "
+                           "request; at most the API schema's ceiling.")
+    max_text_chars: int = Field(MAX_TEXT_CHARS, ge=16, le=MAX_TEXT_CHARS,
+                                description="Characters per text; at most the API schema's ceiling.")
 
     rate_limit_per_minute: int = Field(600, ge=0, description="Deletion requests per minute per tenant "
                                        "(429 above); 0 turns the limit off.")
@@ -104,6 +108,12 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @field_validator("lora_rank", mode="before")
+    @classmethod
+    def _rank_from_text(cls, value: object) -> object:
+        # Environment variables are text, and a Literal of ints accepts no "16": read it as a number.
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:

@@ -80,6 +80,7 @@ def test_requires_the_bearer_token(settings: Settings, headers: dict[str, str]) 
     [
         ({}, "texts"),
         ({"texts": []}, "texts"),
+        ({"texts": [" \u0085 "]}, "texts"),
         ({"texts": "not a list"}, "texts"),
         ({"texts": ["ok text here"], "kind": "gossip"}, "kind"),
         ({"texts": ["ok text here"], "lineage": "../etc"}, "lineage"),
