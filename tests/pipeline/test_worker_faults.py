@@ -99,3 +99,21 @@ def test_lost_and_duplicated_messages_end_in_exactly_one_completion(
         assert ledger.get(request_id).attempts == 1
     published = [i for m in AdapterStore(settings.adapters_dir).versions("default") for i in m.request_ids]
     assert sorted(published) == sorted([lost, twice])
+
+
+def test_sigterm_lets_the_running_job_finish_before_the_worker_exits(
+        settings: Settings, redis_client: redis.Redis, tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"model": str(tiny_model_dir)})
+    ledger = open_ledger(settings, redis_client)
+    worker = start("worker", environment(settings, batch_max_wait_s="0"), tmp_path / "worker.log")
+    try:
+        request_id = _submit(settings, ledger, person_index=6)
+        _wait_for(lambda: ledger.get(request_id).state is S.UNLEARNING, "the job to start")
+        worker.send_signal(signal.SIGTERM)
+        exit_code = worker.wait(timeout=300)
+    finally:
+        stop([worker])
+
+    assert exit_code == 0
+    assert ledger.get(request_id).state is S.COMPLETED
+    assert ledger.get(request_id).attempts == 1
