@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     # Network
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(1, ge=1, le=64, description="Intake API processes (uvicorn workers).")
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8001, ge=1, le=65535)
     worker_metrics_port: int = Field(9400, ge=0, le=65535, description="0 disables the worker's /metrics.")

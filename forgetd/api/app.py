@@ -23,7 +23,7 @@ from forgetd.pipeline.celery_app import create_celery_app
 from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.security.api_keys import ApiKeys
 from forgetd.security.rate_limit import RateLimiter
-from forgetd.settings import Settings
+from forgetd.settings import Settings, get_settings
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -84,6 +84,15 @@ def _ledger_snapshot(ledger: Ledger) -> LedgerSnapshot | None:
                           oldest_age_s={state.value: max(0.0, now - t) for state, t in oldest.items()})
 
 
+def app_from_environment() -> FastAPI:
+    """The app for ``uvicorn --factory``: each worker process reads the settings itself."""
+    return create_app(get_settings())
+
+
 def run_api(settings: Settings) -> None:
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level="info", access_log=True)
+    if settings.api_workers == 1:
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+        return
+    # Several processes: uvicorn imports the app in each worker, so it gets a factory's import path.
+    uvicorn.run("forgetd.api.app:app_from_environment", factory=True, workers=settings.api_workers,
+                host=settings.api_host, port=settings.api_port, log_level="info")
