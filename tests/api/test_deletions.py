@@ -155,3 +155,14 @@ def test_unknown_lineage_is_404_and_default_lineage_is_empty(api: TestClient) ->
     assert api.get("/v1/adapters/nope").status_code == 404
     default = api.get("/v1/adapters/default").json()
     assert default == {"lineage": "default", "current_version": None, "versions": []}
+
+
+@pytest.mark.parametrize("name", ["..", "../etc", "a%2Fb", "a%00b", "a%0Ab", "UPPER", "x" * 64, "%2e%2e"])
+def test_lineage_names_that_could_reach_the_filesystem_are_refused(api: TestClient, settings: Settings,
+                                                                  name: str) -> None:
+    response = api.get(f"/v1/adapters/{name}")
+
+    assert response.status_code == 404
+    assert not any(p.name.startswith(".") or p.name == name for p in settings.adapters_dir.glob("*"))
+    submitted = api.post("/v1/deletions", json={**BODY, "lineage": name.replace("%2F", "/").replace("%00", "\x00")})
+    assert submitted.status_code == 422
