@@ -8,7 +8,7 @@ comma := ,
 # The CPU build of torch unless this machine has an NVIDIA driver (then pip picks a CUDA build).
 TORCH := $(if $(shell command -v nvidia-smi 2>/dev/null),torch>=2.4$(comma)<3,torch==2.13.0)
 
-.PHONY: install up test lint redis
+.PHONY: install up test lint redis promtool ops-check
 
 install: $(STAMP)
 
@@ -27,8 +27,16 @@ up: install
 redis:
 	@ops/scripts/ensure-redis.sh
 
-test: install redis
+# promtool (Prometheus' rule checker) for the ops tests: Debian's prometheus package, when missing.
+promtool:
+	@ops/scripts/ensure-promtool.sh
+
+test: install redis promtool
 	$(PY) -m pytest -q
+
+# The operators' kit alone: image lint, chart render + Kubernetes schemas, alerts, dashboard metric names.
+ops-check: install redis promtool
+	$(PY) -m pytest -q tests/ops
 
 lint: install
 	$(VENV)/bin/ruff check forgetd adapters_store tests

@@ -59,6 +59,8 @@ def test_dependencies_are_installed_before_the_source_is_copied() -> None:
     source = next(i for i in copies if instructions[i][1].startswith("forgetd"))
     deps = next(i for i, (keyword, rest) in enumerate(instructions) if keyword == "RUN" and "-r pyproject.toml" in rest)
     assert deps < source
+    # Only pyproject.toml reaches the dependency layers: a README or source edit keeps them cached.
+    assert [instructions[i][1] for i in copies if i < deps] == ["pyproject.toml ./"]
 
 
 def test_one_non_root_image_for_every_role() -> None:

@@ -219,7 +219,7 @@ def _container_settings(name: str, component: str, monkeypatch: pytest.MonkeyPat
             monkeypatch.delenv(variable)
     for variable, value in environment.items():
         monkeypatch.setenv(variable, value)
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 @pytest.mark.parametrize("name", VALUE_FILES)
