@@ -205,6 +205,46 @@ def doctor() -> None:
     raise typer.Exit(0 if all(r.ok for r in results) else 1)
 
 
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option(help="tiny (trained from scratch), smollm2, or a local HF folder.")] = "tiny",
+    dataset: Annotated[str, typer.Option(help="builtin, or a JSON Lines file (see docs/benchmark.md).")] = "builtin",
+    requests: Annotated[int, typer.Option(help="Subjects to forget, one deletion request each.")] = 20,
+    batch_size: Annotated[int, typer.Option(help="Requests per unlearning batch.")] = 4,
+    method: Annotated[str, typer.Option(help="The forgetd method under test (registered name).")] = "graddiff",
+    baselines: Annotated[str, typer.Option(help="Comma-separated methods on the same stream: full_ga, "
+                                           "full_graddiff, full_npo or forgetd methods; '' for none.")]
+    = "full_ga,full_graddiff,full_npo",
+    seed: Annotated[int, typer.Option(help="Seed of data, models, unlearning and attacks.")] = 0,
+    out: Annotated[str, typer.Option(help="Folder for report.json, report.md and curves.png.")] = "bench-out",
+    cache: Annotated[str | None, typer.Option(help="Cache of original/gold models; default <models dir>/bench.")]
+    = None,
+    retain: Annotated[int | None, typer.Option(help="Retain subjects; default 10 (builtin) or the rest.")] = None,
+    heldout: Annotated[int, typer.Option(help="Never-seen subjects.")] = 10,
+    neighbours: Annotated[int, typer.Option(help="Retain facts each request carries as neighbours.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Benchmark unlearning against retraining on a stream of deletion requests; writes the report to --out."""
+    from forgetd.bench import BenchConfig, DatasetError, run_benchmark
+    from forgetd.bench.progress import Progress
+    from forgetd.models import ModelNotFoundError
+
+    try:
+        config = BenchConfig.model_validate({
+            "model": model, "dataset": dataset, "requests": requests, "batch_size": batch_size, "method": method,
+            "baselines": tuple(name.strip() for name in baselines.split(",") if name.strip()), "seed": seed,
+            "out": out, "cache": cache, "retain": retain, "heldout": heldout, "neighbours": neighbours,
+            "device": device})
+    except ValidationError as e:
+        _fail(f"invalid benchmark options:\n{e}")
+        return
+    try:
+        run_benchmark(config, _settings().models_dir, Progress(quiet=quiet))
+    except (DatasetError, ModelNotFoundError) as e:
+        _fail(str(e))
+
+
 def _pairs(values: list[str] | None, option: str) -> list[tuple[str, str]]:
     pairs = []
     for value in values or []:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from forgetd.eval.encoding import IGNORE_INDEX, EncodedBatch
-from forgetd.eval.lm import CausalLM
+from forgetd.eval.lm import CausalLM, eval_mode
 
 
 def forward_logits(model: CausalLM, batch: EncodedBatch) -> torch.Tensor:
@@ -33,3 +35,38 @@ def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     """Summed NLL of each sequence's labelled tokens and their count, both ``[B]``."""
     nll, mask = label_nll(logits, labels)
     return nll.sum(dim=1), mask.sum(dim=1)
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """One sequence's labelled tokens: the NLL of each given its prefix, and whether it is the argmax.
+
+    Both are 1-D of the sequence's labelled-token count, in order, on the CPU.
+    """
+
+    nll: torch.Tensor  # [n] float32 nats
+    greedy: torch.Tensor  # [n] bool: the model's most likely next token is this label
+
+    @property
+    def mean_nll(self) -> float:
+        """The per-token (length-normalised) NLL."""
+        return float(self.nll.mean())
+
+
+TOKEN_SCORE_BATCH = 32  # sequences per no-grad forward in token_scores
+
+
+@torch.no_grad()
+def token_scores(model: CausalLM, batch: EncodedBatch) -> list[TokenScores]:
+    """The :class:`TokenScores` of every row of ``batch`` (which may be on the CPU), in row order."""
+    out: list[TokenScores] = []
+    with eval_mode(model):
+        for chunk in batch.chunks(TOKEN_SCORE_BATCH):
+            chunk = chunk.to(model.device)
+            logits = forward_logits(model, chunk)  # [B, T, V]
+            nll, mask = label_nll(logits, chunk.labels)  # [B, T-1]
+            greedy = logits[:, :-1].argmax(dim=-1) == chunk.labels[:, 1:]  # [B, T-1]
+            for row in range(nll.shape[0]):
+                keep = mask[row]
+                out.append(TokenScores(nll[row][keep].cpu(), greedy[row][keep].cpu()))
+    return out

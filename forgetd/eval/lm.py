@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeAlias
@@ -26,3 +27,17 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
+
+
+def merged_copy(model: CausalLM) -> PreTrainedModel:
+    """A standalone copy of ``model`` with any LoRA adapter merged into its weights; ``model`` is untouched.
+
+    What an attacker holding the weights (or a quantising server) works on.
+    """
+    copied = copy.deepcopy(model)
+    if isinstance(copied, PeftModel):
+        merged = copied.merge_and_unload()
+        if not isinstance(merged, PreTrainedModel):
+            raise TypeError(f"merging the adapter gave a {type(merged).__name__}, not a transformers model")
+        return merged
+    return copied

@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from forgetd.eval.encoding import completion_token_count, encode_probes
+from forgetd.eval.extraction import extraction_strength
 from forgetd.eval.generation import greedy_token_ids
 from forgetd.eval.likelihood import forward_logits, sequence_nll
 from forgetd.eval.lm import CausalLM, eval_mode
@@ -22,7 +23,13 @@ MAX_PROBE_TOKENS = 512  # probes are short prompt/answer pairs; longer ones are 
 
 
 def probe_recall(model: CausalLM, tokenizer: PreTrainedTokenizerBase, probes: Sequence[Probe]) -> float:
-    """Share of probes whose completion (stripped, case-insensitive) appears in the greedy continuation.
+    """Share of probes whose completion (stripped, case-insensitive) appears in the greedy continuation."""
+    hits = probe_hits(model, tokenizer, probes)
+    return sum(hits) / len(hits)
+
+
+def probe_hits(model: CausalLM, tokenizer: PreTrainedTokenizerBase, probes: Sequence[Probe]) -> list[bool]:
+    """For each probe, whether its completion (stripped, case-insensitive) is in the greedy continuation.
 
     Each prompt is continued greedily for as many tokens as its completion takes plus
     ``RECALL_SLACK_TOKENS``; the batch is generated once at the longest budget and each row is cut to its
@@ -33,8 +40,7 @@ def probe_recall(model: CausalLM, tokenizer: PreTrainedTokenizerBase, probes: Se
     rows = greedy_token_ids(model, tokenizer, [probe.prompt for probe in probes], max(budgets))
     texts = tokenizer.batch_decode([row[:budget] for row, budget in zip(rows, budgets, strict=True)],
                                    skip_special_tokens=True)
-    hits = sum(probe.completion.strip().lower() in text.lower() for probe, text in zip(probes, texts, strict=True))
-    return hits / len(probes)
+    return [probe.completion.strip().lower() in text.lower() for probe, text in zip(probes, texts, strict=True)]
 
 
 @torch.no_grad()
@@ -56,22 +62,28 @@ def probe_nll(model: CausalLM, tokenizer: PreTrainedTokenizerBase, probes: Seque
 
 @dataclass(frozen=True)
 class ProbeScores:
-    """A model's scores on the forget probes and the retain probes of one update."""
+    """A model's scores on the forget probes and the retain probes of one update.
+
+    ``forget_extraction`` is the forget probes' mean extraction strength (see
+    :mod:`forgetd.eval.extraction`), None where it was not measured.
+    """
 
     forget_recall: float
     forget_nll: float
     retain_recall: float
     retain_nll: float
+    forget_extraction: float | None = None
 
 
 def score_probes(model: CausalLM, tokenizer: PreTrainedTokenizerBase, forget: Sequence[Probe],
                  retain: Sequence[Probe]) -> ProbeScores:
-    """Recall and NLL on both probe sets (neither may be empty)."""
+    """Recall and NLL on both probe sets (neither may be empty), and the forget probes' extraction strength."""
     return ProbeScores(
         forget_recall=probe_recall(model, tokenizer, forget),
         forget_nll=probe_nll(model, tokenizer, forget),
         retain_recall=probe_recall(model, tokenizer, retain),
         retain_nll=probe_nll(model, tokenizer, retain),
+        forget_extraction=extraction_strength(model, tokenizer, forget),
     )
 
 

@@ -26,6 +26,12 @@ class VerificationPolicy(BaseModel):
         0.1, ge=0.0, le=1.0, description="Largest allowed fall in retain-probe recall (absolute).")
     min_forget_nll_gain: float = Field(
         0.0, ge=0.0, description="The forget probes' mean NLL must rise by more than this many nats.")
+    quantization_check: bool = Field(
+        True, description="Also measure the forget probes' recall on an int8-quantised copy of the updated "
+        "model (a quantising server must not bring the text back); reported as quant_recovery.")
+    max_quant_recovery: float | None = Field(
+        None, ge=0.0, le=1.0, description="Highest allowed rise of forget recall on the int8 copy over the "
+        "update's own recall; None reports it without failing on it.")
 
     def forget_recall_limit(self, before: float) -> float:
         """The highest forget recall allowed given the recall before the update."""
@@ -52,20 +58,34 @@ class VerificationReport:
     forget_passed: bool
     retain_passed: bool
     reasons: list[str] = field(default_factory=list)
+    # Extraction strength of the forget probes (forgetd.eval.extraction); None when not measured.
+    forget_extraction_before: float | None = None
+    forget_extraction_after: float | None = None
+    # Forget recall of an int8 copy of the updated model, and its rise over the update's own recall.
+    forget_recall_int8_after: float | None = None
+    quant_recovery: float | None = None
 
     @property
     def passed(self) -> bool:
         return self.forget_passed and self.retain_passed
 
     def metrics(self) -> dict[str, float]:
-        """Every score (and the pass flags as 0/1) as floats, for manifests, receipts and Prometheus."""
-        values = {name: float(value) for name, value in asdict(self).items() if name != "reasons"}
+        """Every measured score (and the pass flags as 0/1) as floats, for manifests, receipts and
+        Prometheus; scores that were not measured are left out."""
+        values = {name: float(value) for name, value in asdict(self).items()
+                  if name != "reasons" and value is not None}
         return {**values, "passed": float(self.passed)}
 
 
-def verify_update(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy) -> VerificationReport:
-    """Compare the scores before and after an update against ``policy``; every failed check is a reason."""
-    forget_reasons = _forget_reasons(before, after, policy)
+def verify_update(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy,
+                  quantized_forget_recall: float | None = None) -> VerificationReport:
+    """Compare the scores before and after an update against ``policy``; every failed check is a reason.
+
+    ``quantized_forget_recall`` is the forget recall of a quantised copy of the updated model, when
+    measured (see ``policy.quantization_check``).
+    """
+    quant_recovery = None if quantized_forget_recall is None else quantized_forget_recall - after.forget_recall
+    forget_reasons = _forget_reasons(before, after, policy) + _quant_reasons(quant_recovery, policy)
     retain_reasons = _retain_reasons(before, after, policy)
     return VerificationReport(
         forget_recall_before=before.forget_recall, forget_recall_after=after.forget_recall,
@@ -74,6 +94,8 @@ def verify_update(before: ProbeScores, after: ProbeScores, policy: VerificationP
         retain_nll_before=before.retain_nll, retain_nll_after=after.retain_nll,
         forget_passed=not forget_reasons, retain_passed=not retain_reasons,
         reasons=forget_reasons + retain_reasons,
+        forget_extraction_before=before.forget_extraction, forget_extraction_after=after.forget_extraction,
+        forget_recall_int8_after=quantized_forget_recall, quant_recovery=quant_recovery,
     )
 
 
@@ -88,6 +110,14 @@ def _forget_reasons(before: ProbeScores, after: ProbeScores, policy: Verificatio
         reasons.append(f"forget NLL rose by {gain:.3f} nats ({before.forget_nll:.3f} -> "
                        f"{after.forget_nll:.3f}), needs more than {policy.min_forget_nll_gain:.3f}")
     return reasons
+
+
+def _quant_reasons(quant_recovery: float | None, policy: VerificationPolicy) -> list[str]:
+    if quant_recovery is None or policy.max_quant_recovery is None:
+        return []
+    if quant_recovery <= policy.max_quant_recovery + _TOLERANCE:
+        return []
+    return [f"forget recall rose by {quant_recovery:.3f} on the int8 copy, allowed {policy.max_quant_recovery:.3f}"]
 
 
 def _retain_reasons(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy) -> list[str]:

@@ -86,7 +86,7 @@ def fact_probes(people: Sequence[Person]) -> list[Probe]:
 
 
 def tiny_recipe_hash(people: Sequence[Person], seed: int, training: TinyTraining = TinyTraining(),
-                     tokenizer_corpus: Sequence[str] | None = None) -> str:
+                     tokenizer_corpus: Sequence[str] | None = None, extra_texts: Sequence[str] = ()) -> str:
     """A short content hash of everything that determines the built model."""
     recipe: dict[str, object] = {
         "version": RECIPE_VERSION,
@@ -94,22 +94,25 @@ def tiny_recipe_hash(people: Sequence[Person], seed: int, training: TinyTraining
         "training": asdict(training),
         "corpus": training_corpus(people),
     }
-    if tokenizer_corpus is not None:  # absent by default, so the default model's hash is unchanged
+    # Both absent by default, so the default model's hash is unchanged.
+    if tokenizer_corpus is not None:
         recipe["tokenizer_corpus"] = list(tokenizer_corpus)
+    if extra_texts:
+        recipe["extra_texts"] = list(extra_texts)
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def build_tiny_model(out_dir: Path, people: list[Person], seed: int = 0,
                      training: TinyTraining = TinyTraining(),
-                     tokenizer_corpus: Sequence[str] | None = None) -> Path:
+                     tokenizer_corpus: Sequence[str] | None = None, extra_texts: Sequence[str] = ()) -> Path:
     """Train the tiny model on ``people``'s statements and the filler, save model and tokenizer to ``out_dir``.
 
-    The tokenizer is trained on ``tokenizer_corpus`` when given (two models that must share a vocabulary,
-    such as a benchmark's original and retrained models, pass the same one), else on the training corpus.
-    Returns ``out_dir``. Writes in place: callers wanting atomicity build into a temporary folder (as
-    :func:`forgetd.models.resolve_model_path` does).
+    ``extra_texts`` are taught too. The tokenizer is trained on ``tokenizer_corpus`` when given (two models
+    that must share a vocabulary, such as a benchmark's original and retrained models, pass the same one),
+    else on the training corpus. Returns ``out_dir``. Writes in place: callers wanting atomicity build into
+    a temporary folder (as :func:`forgetd.models.resolve_model_path` does).
     """
-    corpus = training_corpus(people)
+    corpus = training_corpus(people) + list(extra_texts)
     tokenizer = build_tokenizer(tokenizer_corpus if tokenizer_corpus is not None else corpus, training.vocab_size)
     started = time.monotonic()
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG state

@@ -12,7 +12,6 @@ import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -108,8 +107,9 @@ def _train_and_publish(ctx: PipelineContext, lineage: str, ids: list[str], token
     with tempfile.TemporaryDirectory(dir=work_root) as work_dir:
         try:
             parent_path = ctx.store.verified_path(lineage, parent.version) if parent else None
-            outcome = unlearn_batch(ctx.base_model_path, parent_path, _unlearning_batch(payloads.values()),
-                                    ctx.unlearning_config, Path(work_dir), ctx.device)
+            batch = UnlearningBatch.from_payloads(payloads.values())
+            outcome = unlearn_batch(ctx.base_model_path, parent_path, batch, ctx.unlearning_config, Path(work_dir),
+                                    ctx.device)
         except Exception as e:  # any training failure: count it, retry the batch later
             logger.exception("lineage %s: unlearning failed for %d requests", lineage, len(ids))
             return _fail(ctx, ids, f"unlearning error: {type(e).__name__}")
@@ -169,15 +169,6 @@ def _open_payloads(ctx: PipelineContext, ids: list[str]) -> dict[str, DeletionPa
         except PayloadUnavailableError:
             _dead_letter(ctx, ctx.ledger.get(request_id), "payload unavailable (shredded or corrupt)")
     return payloads
-
-
-def _unlearning_batch(payloads: Iterable[DeletionPayload]) -> UnlearningBatch:
-    payloads = list(payloads)
-    return UnlearningBatch(
-        forget_texts=[text for p in payloads for text in p.texts],
-        forget_probes=[probe for p in payloads for probe in p.forget_probes()],
-        retain_probes=[probe for p in payloads for probe in p.neighbours],
-    )
 
 
 def _record_scores(lineage: str, metrics: dict[str, float]) -> None:

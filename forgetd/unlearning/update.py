@@ -6,6 +6,7 @@ Logs carry sizes, ids and numbers only: the batch's texts and probes are persona
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,10 +14,11 @@ import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
-from forgetd.eval.probes import ProbeScores, score_probes
+from forgetd.eval.probes import ProbeScores, probe_recall, score_probes
+from forgetd.eval.quantization import quantized_copy
 from forgetd.eval.verification import VerificationReport, verify_update
 from forgetd.models.loading import load_model
-from forgetd.payload import Probe
+from forgetd.payload import DeletionPayload, Probe
 from forgetd.unlearning.adapters import attach_adapter, detach_adapter, save_adapter
 from forgetd.unlearning.config import UnlearningConfig
 from forgetd.unlearning.inputs import UnlearningData, prepare_data
@@ -48,6 +50,19 @@ class UnlearningBatch:
     def __repr__(self) -> str:  # sizes only: the contents are personal data
         return (f"UnlearningBatch(forget_texts={len(self.forget_texts)}, "
                 f"forget_probes={len(self.forget_probes)}, retain_probes={len(self.retain_probes)})")
+
+    @classmethod
+    def from_payloads(cls, payloads: Iterable[DeletionPayload]) -> UnlearningBatch:
+        """One batch of deletion requests: every text and forget probe, every neighbour as a retain probe.
+
+        The worker's job and the benchmark both build their batches here, so both train on the same thing.
+        """
+        payloads = list(payloads)
+        return cls(
+            forget_texts=[text for p in payloads for text in p.texts],
+            forget_probes=[probe for p in payloads for probe in p.forget_probes()],
+            retain_probes=[probe for p in payloads for probe in p.neighbours],
+        )
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,8 @@ def unlearn_batch(base_path: Path, parent_adapter: Path | None, batch: Unlearnin
         result = train_adapter(model, context.tokenizer, method(attempt_config), context.data,
                                context.forget_probes, _target_recall(config, context.before), attempt_config)
         total_seconds += result.seconds
-        report = verify_update(context.before, _scores(model, context), config.verification)
+        report = verify_update(context.before, _scores(model, context), config.verification,
+                               _quantized_forget_recall(model, context, config))
         logger.info("attempt %d/%d: strength %.3g, %d steps, %.1f s, metrics %s, passed %s", attempt,
                     config.max_attempts, strength, result.steps, result.seconds, report.metrics(), report.passed)
         if report.passed:
@@ -125,6 +141,17 @@ def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: Unlear
 
 def _scores(model: PeftModel, context: _Context) -> ProbeScores:
     return score_probes(model, context.tokenizer, context.forget_probes, context.retain_probes)
+
+
+def _quantized_forget_recall(model: PeftModel, context: _Context, config: UnlearningConfig) -> float | None:
+    """Forget recall of an int8 copy of the candidate (on the CPU), when the policy asks for it."""
+    if not config.verification.quantization_check:
+        return None
+    quantized = quantized_copy(model, "int8")
+    try:
+        return probe_recall(quantized, context.tokenizer, context.forget_probes)
+    finally:
+        del quantized
 
 
 def _target_recall(config: UnlearningConfig, before: ProbeScores) -> float:

@@ -70,3 +70,32 @@ def test_metrics_are_floats_with_the_pass_flags():
 def test_policy_validation_names_the_bad_value(field, value):
     with pytest.raises(ValidationError, match=field):
         VerificationPolicy(**{field: value})
+
+
+def test_extraction_and_quantisation_scores_reach_the_metrics():
+    before = ProbeScores(1.0, 0.1, 1.0, 0.1, forget_extraction=1.0)
+    after_scores = ProbeScores(0.0, 5.0, 1.0, 0.2, forget_extraction=0.25)
+    report = verify_update(before, after_scores, VerificationPolicy(), quantized_forget_recall=0.5)
+    metrics = report.metrics()
+    assert metrics["forget_extraction_before"] == 1.0
+    assert metrics["forget_extraction_after"] == 0.25
+    assert metrics["forget_recall_int8_after"] == 0.5
+    assert metrics["quant_recovery"] == 0.5
+    assert report.passed  # reported, not gated, by default
+
+
+def test_unmeasured_scores_are_left_out_of_the_metrics():
+    metrics = verify_update(BEFORE, after(), VerificationPolicy()).metrics()
+    assert "quant_recovery" not in metrics and "forget_extraction_after" not in metrics
+    assert all(isinstance(value, float) for value in metrics.values())
+
+
+@pytest.mark.parametrize(("quantized", "limit", "forget_ok"), [(0.5, 0.25, False), (0.25, 0.25, True),
+                                                               (0.5, None, True)])
+def test_quant_recovery_fails_forgetting_only_when_a_limit_is_set(quantized, limit, forget_ok):
+    report = verify_update(BEFORE, after(), VerificationPolicy(max_quant_recovery=limit),
+                           quantized_forget_recall=quantized)
+    assert report.forget_passed == forget_ok
+    assert report.retain_passed
+    if not forget_ok:
+        assert report.reasons == ["forget recall rose by 0.500 on the int8 copy, allowed 0.250"]

@@ -55,6 +55,8 @@ def test_a_job_publishes_one_version_and_completes_with_a_receipt(ctx: PipelineC
     assert record.receipt is not None
     assert record.receipt["adapter_version"] == 1 and record.receipt["served_name"] == "default-v1"
     assert record.receipt["metrics"]["forget_recall_after"] == 0.0
+    # The receipt carries the verification's extraction strength and int8 quantisation check too.
+    assert {"forget_extraction_after", "forget_recall_int8_after", "quant_recovery"} <= record.receipt["metrics"].keys()
     assert ctx.store.manifest("default", 1).request_ids == (request_id,)
     assert ctx.queue("default").inflight() == []
 

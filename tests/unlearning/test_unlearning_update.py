@@ -78,6 +78,9 @@ def test_first_request_forgets_one_person_and_keeps_the_others(lineage, tiny_mod
     assert first.method == "graddiff"
     assert 0 < first.steps <= UnlearningConfig().max_steps
     assert first.report.forget_recall_before == 1.0
+    assert first.report.forget_extraction_before == 1.0
+    assert first.report.forget_extraction_after is not None and first.report.forget_extraction_after < 0.5
+    assert first.report.forget_recall_int8_after is not None  # the quantisation check ran
     assert recall_with(tiny_model_dir, first.adapter_dir, PEOPLE[:1]) == 0.0
     assert recall_with(tiny_model_dir, first.adapter_dir, PEOPLE[1:]) >= 0.9
 
@@ -150,3 +153,15 @@ def test_batch_repr_shows_sizes_only():
     text = repr(forget_person(0))
     assert "forget_texts=4" in text
     assert PEOPLE[0].name not in text
+
+
+@pytest.mark.parametrize("with_probes", [True, False])
+def test_a_batch_from_payloads_keeps_every_text_probe_and_neighbour(with_probes):
+    from forgetd.payload import DeletionPayload
+
+    payloads = [DeletionPayload(texts=p.statements, probes=fact_probes([p]) if with_probes else [],
+                                neighbours=fact_probes([PEOPLE[-1]])) for p in PEOPLE[:2]]
+    batch = UnlearningBatch.from_payloads(payloads)
+    assert batch.forget_texts == PEOPLE[0].statements + PEOPLE[1].statements
+    assert len(batch.forget_probes) == 8  # explicit probes, or one derived from each text
+    assert batch.retain_probes == fact_probes([PEOPLE[-1]]) * 2

@@ -1,0 +1,192 @@
+"""Every benchmark metric of one model, from the metric modules in :mod:`forgetd.eval`.
+
+Raw measurements live in :class:`ModelEval`; scores relative to the original and gold models (efficacy,
+utility, forget quality) are formed from two of them in :func:`method_scores`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from transformers import PreTrainedTokenizerBase
+
+from forgetd.bench.data import BenchDataset
+from forgetd.eval.efficacy import forget_efficacy, relative_to_original
+from forgetd.eval.extraction import extraction_strength
+from forgetd.eval.fact_recall import FactRecall, fact_recall
+from forgetd.eval.forget_quality import forget_quality
+from forgetd.eval.lm import CausalLM
+from forgetd.eval.mia import mia_auc
+from forgetd.eval.perplexity import perplexity, perplexity_ratio
+from forgetd.eval.probes import probe_hits, probe_recall
+from forgetd.eval.quantization import QuantScheme, quantized_copy
+from forgetd.eval.relearn import RelearnAttack, RelearnResult, relearn_recovery
+from forgetd.eval.truth_ratio import truth_ratios
+from forgetd.models.people import Fact, Person
+from forgetd.payload import Probe
+
+T = TypeVar("T")
+GeneralMetric = Literal["heldout_perplexity_ratio", "general_knowledge_recall"]
+
+
+@dataclass(frozen=True)
+class ModelEval:
+    """One model's raw measurements on the benchmark's data."""
+
+    forget: FactRecall
+    retain: FactRecall
+    general_value: float  # held-out perplexity (tiny base) or general-knowledge recall (pretrained base)
+    truth_ratios: list[float]
+    mia_auc: float
+    extraction_strength: float
+    relearn: RelearnResult
+    quantized_forget_recall: float
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """Scores after a number of requests: forgetting of the requests so far, retain utility."""
+
+    requests: int
+    forget_recall: float
+    forget_efficacy: float
+    retain_recall: float
+    retain_utility: float
+
+
+class Evaluator:
+    """Measures models on one dataset; the original model's evaluation is the reference of the others."""
+
+    def __init__(self, data: BenchDataset, tokenizer: PreTrainedTokenizerBase, pretrained: bool,
+                 relearn: RelearnAttack, quant_scheme: QuantScheme, progress: Callable[[str], None]) -> None:
+        self.data = data
+        self.tokenizer = tokenizer
+        self.general_metric: GeneralMetric = "general_knowledge_recall" if pretrained else "heldout_perplexity_ratio"
+        self.relearn_attack = relearn
+        self.quant_scheme = quant_scheme
+        self.progress = progress
+        self.forget_facts = _facts(data.forget)
+        self.retain_facts = _facts(data.retain)
+        self.relearn_texts, self.held_back = relearn_split(data.forget)
+        self.general_probes: list[Probe] = list(data.general)
+        self.original: ModelEval | None = None
+
+    def evaluate_original(self, model: CausalLM) -> ModelEval:
+        """Evaluate the original model, keeping only the general-knowledge probes it answers."""
+        if self.general_metric == "general_knowledge_recall":
+            hits = probe_hits(model, self.tokenizer, self.general_probes)
+            kept = [probe for probe, hit in zip(self.general_probes, hits, strict=True) if hit]
+            if not kept:  # a base that knows none of them: fall back to held-out perplexity
+                self.progress("general knowledge: the original answers no probe; using held-out perplexity")
+                self.general_metric = "heldout_perplexity_ratio"
+            self.general_probes = kept
+            self.progress(f"general knowledge: the original answers {len(kept)} of {len(hits)} probes")
+        self.original = self.evaluate("original", model)
+        return self.original
+
+    def evaluate(self, name: str, model: CausalLM) -> ModelEval:
+        """Every metric of ``model``, a progress line per metric."""
+        step = _Steps(self.progress, name)
+        forget = step("forget recall (prompt and paraphrase)", lambda: fact_recall(model, self.tokenizer,
+                                                                                     self.forget_facts))
+        retain = step("retain recall", lambda: fact_recall(model, self.tokenizer, self.retain_facts))
+        general = step(self.general_metric.replace("_", " "), lambda: self._general(model))
+        ratios = step("truth ratios", lambda: truth_ratios(model, self.tokenizer, self.forget_facts))
+        auc = step("Min-K% membership AUC", lambda: mia_auc(model, self.tokenizer, _statements(self.data.forget),
+                                                            _statements(self.data.heldout)))
+        strength = step("extraction strength", lambda: extraction_strength(
+            model, self.tokenizer, [Probe(prompt=f.prompt, completion=f.answer) for f in self.forget_facts]))
+        relearn = step("relearning attack", lambda: relearn_recovery(model, self.tokenizer, self.relearn_texts,
+                                                                     self.held_back, self.relearn_attack))
+        quantized = step(f"{self.quant_scheme} quantisation", lambda: self._quantized_recall(model))
+        return ModelEval(forget, retain, general, ratios, auc, strength, relearn, quantized)
+
+    def curve_point(self, model: CausalLM, requests: int) -> CurvePoint:
+        """Forget efficacy on the first ``requests`` subjects and retain utility, against the original."""
+        if self.original is None:
+            raise RuntimeError("evaluate the original model first: curves are relative to it")
+        count = sum(len(person.facts) for person in self.data.forget[:requests])
+        forget = fact_recall(model, self.tokenizer, self.forget_facts[:count]).recall
+        retain = fact_recall(model, self.tokenizer, self.retain_facts).recall
+        original_forget = sum(self.original.forget.hits[:count]) / count
+        return CurvePoint(requests, forget, forget_efficacy(forget, original_forget), retain,
+                          relative_to_original(retain, self.original.retain.recall))
+
+    def _general(self, model: CausalLM) -> float:
+        if self.general_metric == "general_knowledge_recall":
+            return probe_recall(model, self.tokenizer, self.general_probes)
+        return perplexity(model, self.tokenizer, _statements(self.data.heldout))
+
+    def _quantized_recall(self, model: CausalLM) -> float:
+        quantized = quantized_copy(model, self.quant_scheme)
+        try:
+            return fact_recall(quantized, self.tokenizer, self.forget_facts).recall
+        finally:
+            del quantized
+
+
+def method_scores(ev: ModelEval, original: ModelEval, gold: ModelEval,
+                  general_metric: GeneralMetric) -> dict[str, Any]:
+    """The report's metrics of one model, relative to the original and gold models where defined."""
+    if general_metric == "heldout_perplexity_ratio":
+        general_utility = perplexity_ratio(ev.general_value, original.general_value)
+    else:
+        general_utility = relative_to_original(ev.general_value, original.general_value)
+    return {
+        "forget_recall": ev.forget.recall,
+        "forget_recall_prompt": ev.forget.prompt_recall,
+        "forget_recall_paraphrase": ev.forget.paraphrase_recall,
+        "forget_efficacy": forget_efficacy(ev.forget.recall, original.forget.recall),
+        "retain_recall": ev.retain.recall,
+        "retain_utility": relative_to_original(ev.retain.recall, original.retain.recall),
+        "general_utility": general_utility,
+        "general_metric": general_metric,
+        "general_value": ev.general_value,
+        "forget_quality": forget_quality(ev.truth_ratios, gold.truth_ratios),
+        "truth_ratio_median": _median(ev.truth_ratios),
+        "mia_auc": ev.mia_auc,
+        "mia_auc_gold": gold.mia_auc,
+        "extraction_strength": ev.extraction_strength,
+        "relearn_recovery": ev.relearn.recall_after,
+        "relearn_recall_before": ev.relearn.recall_before,
+        "relearn_recovery_gold": gold.relearn.recall_after,
+        "quant_forget_recall": ev.quantized_forget_recall,
+        "quant_recovery": ev.quantized_forget_recall - ev.forget.recall,
+    }
+
+
+def relearn_split(forget: Sequence[Person]) -> tuple[list[str], list[Fact]]:
+    """Each subject's even-numbered facts to relearn (as statements), the odd-numbered ones held back."""
+    train = [fact.statement for person in forget for fact in person.facts[0::2]]
+    held = [fact for person in forget for fact in person.facts[1::2]]
+    if not held:  # one fact per subject: alternate over subjects instead
+        facts = _facts(forget)
+        train, held = [fact.statement for fact in facts[0::2]], facts[1::2]
+    if not held or not train:
+        raise ValueError("the relearning attack needs at least two forget facts")
+    return train, held
+
+
+class _Steps:
+    def __init__(self, progress: Callable[[str], None], name: str) -> None:
+        self.progress, self.name = progress, name
+
+    def __call__(self, label: str, work: Callable[[], T]) -> T:
+        self.progress(f"{self.name}: {label}")
+        return work()
+
+
+def _facts(people: Sequence[Person]) -> list[Fact]:
+    return [fact for person in people for fact in person.facts]
+
+
+def _statements(people: Sequence[Person]) -> list[str]:
+    return [statement for person in people for statement in person.statements]
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
