@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from forgetd.eval.encoding import encode_texts
-from forgetd.eval.likelihood import forward_logits, label_nll
+from forgetd.eval.likelihood import language_modelling_step
 from forgetd.eval.probes import probe_recall
 from forgetd.models.people import Person
 from forgetd.models.tiny import fact_probes
@@ -56,11 +56,7 @@ def finetune_pretrained(base: Path, people: Sequence[Person], seed: int, recipe:
         model.train()
         rows = torch.randperm(len(batch), generator=generator)[:recipe.batch_size]
         chunk = batch.select(rows).to(device)
-        nll, mask = label_nll(forward_logits(model, chunk), chunk.labels)
-        loss = nll.sum() / mask.sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        language_modelling_step(model, chunk, optimizer)
         if step % recipe.check_every == 0:
             recall = probe_recall(model, tokenizer, probes)
             if recall >= recipe.min_recall:

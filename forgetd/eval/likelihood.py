@@ -70,3 +70,13 @@ def token_scores(model: CausalLM, batch: EncodedBatch) -> list[TokenScores]:
                 keep = mask[row]
                 out.append(TokenScores(nll[row][keep].cpu(), greedy[row][keep].cpu()))
     return out
+
+
+def language_modelling_step(model: CausalLM, batch: EncodedBatch, optimizer: torch.optim.Optimizer) -> float:
+    """One optimiser step on the mean per-token NLL of ``batch``'s labels; returns that loss."""
+    nll, mask = label_nll(forward_logits(model, batch), batch.labels)
+    loss = nll.sum() / mask.sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())

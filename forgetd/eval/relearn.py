@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from forgetd.eval.encoding import encode_texts
 from forgetd.eval.fact_recall import fact_recall
 from forgetd.eval.facts import QAFact
-from forgetd.eval.likelihood import forward_logits, label_nll
+from forgetd.eval.likelihood import language_modelling_step
 from forgetd.eval.lm import CausalLM, merged_copy
 
 MAX_TEXT_TOKENS = 256
@@ -67,11 +67,7 @@ def relearned_copy(model: CausalLM, tokenizer: PreTrainedTokenizerBase, texts: S
     for _ in range(attack.steps):
         rows = torch.randperm(len(batch), generator=generator)[:attack.batch_size]
         step = batch.select(rows).to(attacked.device)
-        nll, mask = label_nll(forward_logits(attacked, step), step.labels)
-        loss = nll.sum() / mask.sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        language_modelling_step(attacked, step, optimizer)
     attacked.eval()
     return attacked
 

@@ -23,7 +23,7 @@ from tokenizers import models as tok_models
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from forgetd.eval.encoding import encode_texts
-from forgetd.eval.likelihood import forward_logits, label_nll
+from forgetd.eval.likelihood import language_modelling_step
 from forgetd.eval.probes import probe_recall
 from forgetd.models.people import Person, fictitious_people
 from forgetd.payload import Probe
@@ -174,11 +174,7 @@ def _teach(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, corpus: 
     recall = 0.0
     for step in range(1, training.max_steps + 1):
         model.train()
-        nll, mask = label_nll(forward_logits(model, batch), batch.labels)
-        loss = nll.sum() / mask.sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        language_modelling_step(model, batch, optimizer)
         warmup.step()
         if step % training.check_every == 0:
             recall = probe_recall(model, tokenizer, probes)
