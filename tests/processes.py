@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -41,8 +43,16 @@ def environment(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def start(role: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "forgetd.cli", role], env=env,
+    """A forgetd process in a session of its own, so that it and its children (a worker's embedded
+    beat) can be signalled together, as a container's processes are."""
+    return subprocess.Popen([sys.executable, "-m", "forgetd.cli", role], env=env, start_new_session=True,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def kill_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signal the process and every process it started (a pod being killed, not one PID)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -54,6 +64,7 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        kill_group(process, signal.SIGKILL)  # whatever it left behind
 
 
 def wait_until_ready(url: str, processes: list[subprocess.Popen[bytes]], timeout_s: float = 180) -> None:

@@ -20,7 +20,7 @@ from forgetd.payload import DeletionPayload
 from forgetd.pipeline.celery_app import create_celery_app
 from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.settings import Settings
-from tests.processes import environment, start, stop
+from tests.processes import environment, kill_group, start, stop
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 S = RequestState
@@ -59,7 +59,7 @@ def test_a_worker_killed_mid_job_loses_nothing(settings: Settings, redis_client:
     try:
         request_id = _submit(settings, ledger)
         _wait_for(lambda: ledger.get(request_id).state is S.UNLEARNING, "the job to start")
-        first.send_signal(signal.SIGKILL)
+        kill_group(first, signal.SIGKILL)  # the worker and its embedded beat, as when a pod is killed
         first.wait(timeout=10)
         assert ledger.get(request_id).state is S.UNLEARNING  # killed mid-job, not after it
 
