@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from forgetd.filters.validation import rejection_reasons
-from forgetd.ledger import RequestState
+from forgetd.ledger import DeletionRecord, RequestState
 from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.receipts import decision_receipt
 
@@ -19,7 +19,7 @@ def admit_request(ctx: PipelineContext, request_id: str) -> RequestState:
     request already decided and only makes sure a queued request sits in its lineage's queue."""
     record = ctx.ledger.get(request_id)
     if record.state is S.QUEUED:
-        _enqueue(ctx, request_id)
+        _enqueue(ctx, record)
         return record.state
     if record.state is not S.RECEIVED:
         return record.state
@@ -35,7 +35,7 @@ def admit_request(ctx: PipelineContext, request_id: str) -> RequestState:
                        duplicate_of=sorted(verdict.owners))
 
     ctx.ledger.transition(request_id, S.QUEUED, sources=[S.RECEIVED])
-    _enqueue(ctx, request_id)
+    _enqueue(ctx, record)
     logger.info("request %s queued on lineage %s", request_id, record.lineage)
     return S.QUEUED
 
@@ -51,10 +51,10 @@ def _decide(ctx: PipelineContext, request_id: str, state: RequestState, *, reaso
     return state
 
 
-def _enqueue(ctx: PipelineContext, request_id: str) -> None:
-    record = ctx.ledger.get(request_id)
+def _enqueue(ctx: PipelineContext, record: DeletionRecord) -> None:
+    # Lineage and arrival time never change, so the record read at the start of admission will do.
     queue = ctx.queue(record.lineage)
-    depth = queue.push(request_id, since=record.created_at)
+    depth = queue.push(record.id, since=record.created_at)
     # A full batch starts now; otherwise the first request of a batch starts the wait for more.
     if depth >= ctx.settings.batch_max_size:
         ctx.scheduler.run_batch(record.lineage, 0.0)

@@ -27,12 +27,21 @@ return 0
 """
 
 
+def lease_key(key_prefix: str, lineage: str) -> str:
+    return f"{key_prefix}:lease:{lineage}"
+
+
+def lease_is_held(client: redis.Redis, key_prefix: str, lineage: str) -> bool:
+    """Whether any writer holds ``lineage``'s lease now (for observers such as the reconciler)."""
+    return bool(client.exists(lease_key(key_prefix, lineage)))
+
+
 class LineageLease:
     """``with LineageLease(...) as token:`` holds the lineage's lease; token is None if it is taken."""
 
     def __init__(self, client: redis.Redis, key_prefix: str, lineage: str, ttl_s: float = 60.0) -> None:
         self._redis = client
-        self._key = f"{key_prefix}:lease:{lineage}"
+        self._key = lease_key(key_prefix, lineage)
         self._fence_key = f"{key_prefix}:fence:{lineage}"
         self._ttl_ms = int(ttl_s * 1000)
         self._release = client.register_script(_RELEASE)

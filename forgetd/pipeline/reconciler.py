@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from forgetd.ledger import DeletionRecord, RequestState
 from forgetd.pipeline.context import PipelineContext
+from forgetd.pipeline.locks import lease_is_held
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def reconcile(ctx: PipelineContext, now: float) -> ReconcileReport:
             report.requeued.append(record.id)
         lineages[record.lineage] += 1
     for lineage in sorted(lineages):
-        if not _lease_held(ctx, lineage):  # a running job will pick the rest up when it finishes
+        # A running job picks the rest up when it finishes.
+        if not lease_is_held(ctx.redis, ctx.settings.key_prefix, lineage):
             ctx.scheduler.run_batch(lineage, 0.0)
             report.lineages_nudged.append(lineage)
     if report.readmitted or report.requeued or report.lineages_nudged:
@@ -74,7 +76,3 @@ def _restore_to_queue(ctx: PipelineContext, record: DeletionRecord) -> bool:
     else:
         queue.hand_back({record.id: record.created_at})
     return True
-
-
-def _lease_held(ctx: PipelineContext, lineage: str) -> bool:
-    return bool(ctx.redis.exists(ctx.settings.key("lease", lineage)))

@@ -15,7 +15,7 @@ from forgetd.payload import DeletionPayload
 from forgetd.pipeline.admission import admit_request
 from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.job import run_lineage_job
-from forgetd.pipeline.locks import LineageLease
+from forgetd.pipeline.locks import LineageLease, lease_key
 from forgetd.settings import Settings
 from tests.pipeline.recording import RecordingScheduler
 
@@ -93,7 +93,7 @@ def test_a_writer_whose_lease_was_taken_over_cannot_publish(ctx: PipelineContext
     def newer_writer_publishes_first(lineage: str, source_dir: Path, **fields: Any) -> object:
         # This writer was paused past its lease; another took the lease (a newer token) and
         # published the same batch first.
-        ctx.redis.delete(f"{ctx.settings.key_prefix}:lease:{lineage}")
+        ctx.redis.delete(lease_key(ctx.settings.key_prefix, lineage))
         with LineageLease(ctx.redis, ctx.settings.key_prefix, lineage) as newer:
             assert newer is not None
             tokens.extend([fields["fencing_token"], newer])

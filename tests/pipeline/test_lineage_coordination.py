@@ -7,7 +7,7 @@ import time
 import redis
 
 from forgetd.pipeline.lineage_queue import LineageQueue
-from forgetd.pipeline.locks import LineageLease
+from forgetd.pipeline.locks import LineageLease, lease_key
 
 
 def test_one_writer_per_lineage_and_tokens_only_grow(redis_client: redis.Redis, key_prefix: str) -> None:
@@ -29,7 +29,7 @@ def test_a_lease_is_renewed_while_held_and_lost_when_expired(redis_client: redis
     with lease:
         time.sleep(0.8)  # longer than the TTL: only renewal keeps it
         assert lease.still_held()
-        redis_client.delete(f"{key_prefix}:lease:default")  # as if it expired under a paused process
+        redis_client.delete(lease_key(key_prefix, "default"))  # as if it expired under a paused process
         assert not lease.still_held()
 
 
