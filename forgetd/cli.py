@@ -193,6 +193,22 @@ def keys_revoke(key_id: str) -> None:
     typer.echo(f"revoked {key_id}")
 
 
+@keys_app.command("rotate-master")
+def keys_rotate_master() -> None:
+    """Re-wrap every stored data key under FORGETD_MASTER_KEY. Put the old key in
+    FORGETD_PREVIOUS_MASTER_KEYS first; remove it once this reports nothing unreadable."""
+    from forgetd.ledger import open_ledger
+
+    try:
+        report = open_ledger(_settings()).rotate_master_key()
+    except ValueError as e:  # a malformed key in the settings
+        _fail(str(e))
+    typer.echo(f"re-wrapped {report.rewrapped}, already under the current key {report.already_current}, "
+               f"unreadable {len(report.unreadable)}")
+    if report.unreadable:
+        _fail("no configured master key opens the data keys of: " + ", ".join(report.unreadable))
+
+
 @app.command()
 def doctor() -> None:
     """Check Redis, the model, the adapter store and the GPU; say what is wrong in plain words."""

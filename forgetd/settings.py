@@ -60,6 +60,9 @@ class Settings(BaseSettings):
                                          "keys; generated into data_dir in embedded mode.")
     hmac_key: SecretStr | None = Field(None, description="Base64 key for duplicate fingerprints; generated "
                                        "into data_dir in embedded mode.")
+    previous_master_keys: SecretStr | None = Field(
+        None, description="Comma-separated base64 master keys that still open data keys wrapped before a "
+        "rotation; drop them once `forgetd keys rotate-master` reports nothing left under them.")
 
     # Intake limits
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest accepted request body (413 above).")
@@ -84,6 +87,9 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = Field(2.0, ge=0, description="How long the oldest queued request may wait "
                                     "for a batch to fill.")
     max_attempts: int = Field(3, ge=1, description="Job attempts before a request goes to dead_letter.")
+    retry_backoff_s: float = Field(30.0, ge=0, description="Wait before the first retry of a failed attempt; "
+                                   "doubles with each further attempt.")
+    retry_backoff_max_s: float = Field(900.0, ge=0, description="Longest wait between two attempts.")
     lease_ttl_s: float = Field(60.0, ge=1, description="Lineage lease lifetime; renewed every third of it "
                                "while a job runs, so a dead worker's lease lapses this long after it died.")
     stuck_after_s: float = Field(300.0, ge=1, description="A request this long in one non-terminal state "
@@ -145,6 +151,12 @@ class Settings(BaseSettings):
     def key(self, *parts: str) -> str:
         """A Redis key under this deployment's prefix: ``key("req", id)`` -> ``forgetd:req:<id>``."""
         return ":".join((self.key_prefix, *parts))
+
+    def previous_master_key_bytes(self) -> list[bytes]:
+        if self.previous_master_keys is None:
+            return []
+        encoded = [part.strip() for part in self.previous_master_keys.get_secret_value().split(",")]
+        return [_decode_key("previous_master_keys", part) for part in encoded if part]
 
     def secret_bytes(self, name: Literal["master_key", "hmac_key"]) -> bytes:
         """The decoded secret; in embedded mode generated once into ``data_dir/keys``."""

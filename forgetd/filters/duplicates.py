@@ -3,7 +3,9 @@
 Each text a lineage has been asked to forget claims ``p:fp:<lineage>:<hmac>`` for the request that
 asked first. A request none of whose texts is new is a duplicate of the requests that own them.
 Claims are idempotent (a redelivered admit finds its own claims) and released when a request is
-abandoned, so a later request for the same text is not refused for ever.
+abandoned (dead-lettered), so a later request for the same text is not refused as a duplicate of one
+that will never be carried out. Each request's claims are listed under ``p:fpowned:<id>``: releasing
+needs no payload, which may already be shredded or unreadable when a request is given up.
 """
 
 from __future__ import annotations
@@ -16,21 +18,25 @@ import redis
 from forgetd.ledger.crypto import Fingerprinter
 
 _CLAIM = """
--- KEYS: one fingerprint key per text; ARGV[1]: request id. Returns the owner of each key.
+-- KEYS[1]: the request's list of owned claims; KEYS[2..]: one fingerprint key per text.
+-- ARGV[1]: request id. Returns the owner of each fingerprint key.
 local owners = {}
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[1], 'NX')
-  owners[i] = redis.call('GET', key)
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1], 'NX')
+  owners[i - 1] = redis.call('GET', KEYS[i])
+  if owners[i - 1] == ARGV[1] then redis.call('SADD', KEYS[1], KEYS[i]) end
 end
 return owners
 """
 
 _RELEASE = """
--- KEYS: fingerprint keys; ARGV[1]: request id. Deletes only the keys this request owns.
+-- KEYS[1]: the request's list of owned claims; ARGV[1]: request id. Deletes only the fingerprint keys
+-- this request still owns, then the list.
 local released = 0
-for _, key in ipairs(KEYS) do
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if redis.call('GET', key) == ARGV[1] then released = released + redis.call('DEL', key) end
 end
+redis.call('DEL', KEYS[1])
 return released
 """
 
@@ -53,14 +59,19 @@ class ExactDuplicateIndex:
         self._release = client.register_script(_RELEASE)
 
     def claim(self, lineage: str, request_id: str, texts: Sequence[str]) -> DuplicateVerdict:
-        owners = [owner.decode() for owner in self._claim(keys=self._keys(lineage, texts), args=[request_id])]
+        keys = [self._owned_key(request_id), *self._keys(lineage, texts)]
+        owners = [owner.decode() for owner in self._claim(keys=keys, args=[request_id])]
         return DuplicateVerdict(
             new_texts=sum(owner == request_id for owner in owners),
             owners=frozenset(owner for owner in owners if owner != request_id),
         )
 
-    def release(self, lineage: str, request_id: str, texts: Sequence[str]) -> int:
-        return int(self._release(keys=self._keys(lineage, texts), args=[request_id]))
+    def release(self, request_id: str) -> int:
+        """Give up every claim ``request_id`` still holds; returns how many were released."""
+        return int(self._release(keys=[self._owned_key(request_id)], args=[request_id]))
+
+    def _owned_key(self, request_id: str) -> str:
+        return f"{self._prefix}:fpowned:{request_id}"
 
     def _keys(self, lineage: str, texts: Sequence[str]) -> list[str]:
         return [f"{self._prefix}:fp:{lineage}:{self._fingerprinter.text(text)}" for text in texts]

@@ -14,6 +14,7 @@ from forgetd.ledger.store import (
     LedgerError,
     NewRequest,
     RequestNotFoundError,
+    RotationReport,
 )
 from forgetd.settings import Settings
 
@@ -31,6 +32,7 @@ __all__ = [
     "PayloadUnavailableError",
     "RequestNotFoundError",
     "RequestState",
+    "RotationReport",
     "open_ledger",
 ]
 
@@ -40,6 +42,6 @@ def open_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger
     return Ledger(
         client or redis.Redis.from_url(settings.redis_url),
         settings.key_prefix,
-        PayloadCipher(settings.secret_bytes("master_key")),
+        PayloadCipher(settings.secret_bytes("master_key"), settings.previous_master_key_bytes()),
         Fingerprinter(settings.secret_bytes("hmac_key")),
     )

@@ -4,6 +4,9 @@ Each request gets a fresh 256-bit data key; the payload is sealed with AES-GCM u
 data key is itself sealed (wrapped) under the deployment's master key. Both seals bind the request id
 as associated data, so a ciphertext moved onto another record does not open. Destroying the wrapped
 data key makes the payload unreadable for good, even from backups of the ciphertext.
+
+Rotating the master key re-wraps the small data keys, never the payloads: while a rotation runs, the
+previous master keys still open what they wrapped (AES-GCM's tag tells which key fits).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import hmac
 import os
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -44,12 +48,15 @@ def _open(key: bytes, sealed: bytes, aad: bytes) -> bytes:
 
 
 class PayloadCipher:
-    """Seals and opens request payloads under per-request data keys wrapped by ``master_key``."""
+    """Seals and opens request payloads under per-request data keys wrapped by ``master_key``;
+    ``previous_keys`` only open data keys wrapped before a rotation."""
 
-    def __init__(self, master_key: bytes) -> None:
-        if len(master_key) != 32:
-            raise ValueError(f"master key must be 32 bytes, got {len(master_key)}")
+    def __init__(self, master_key: bytes, previous_keys: Sequence[bytes] = ()) -> None:
+        for key in (master_key, *previous_keys):
+            if len(key) != 32:
+                raise ValueError(f"master keys must be 32 bytes, got {len(key)}")
         self._master_key = master_key
+        self._previous_keys = tuple(previous_keys)
 
     def seal(self, request_id: str, plaintext: bytes) -> SealedPayload:
         aad = request_id.encode()
@@ -61,11 +68,25 @@ class PayloadCipher:
 
     def open(self, request_id: str, sealed: SealedPayload) -> bytes:
         aad = request_id.encode()
+        data_key, _ = self._unwrap(request_id, sealed.wrapped_key)
         try:
-            data_key = _open(self._master_key, sealed.wrapped_key, aad)
             return _open(data_key, sealed.ciphertext, aad)
         except (InvalidTag, ValueError) as e:
             raise PayloadUnavailableError(request_id, "authentication failed") from e
+
+    def rewrap(self, request_id: str, wrapped_key: bytes) -> bytes | None:
+        """The data key wrapped under the current master key, or ``None`` when it already is."""
+        data_key, current = self._unwrap(request_id, wrapped_key)
+        return None if current else _seal(self._master_key, data_key, request_id.encode())
+
+    def _unwrap(self, request_id: str, wrapped_key: bytes) -> tuple[bytes, bool]:
+        """The data key, and whether the current master key wrapped it."""
+        for key in (self._master_key, *self._previous_keys):
+            try:
+                return _open(key, wrapped_key, request_id.encode()), key is self._master_key
+            except (InvalidTag, ValueError):
+                continue
+        raise PayloadUnavailableError(request_id, "no master key opens its data key")
 
 
 def normalise_text(text: str) -> str:

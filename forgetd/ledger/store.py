@@ -17,7 +17,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -99,6 +99,24 @@ return removed
 """
 
 
+_REWRAP = """
+-- KEYS: record key. ARGV: the wrapped key read, its replacement. A key shredded or re-wrapped meanwhile
+-- is left alone: shredding always wins over a rotation.
+if redis.call('HGET', KEYS[1], 'wrapped_key') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'wrapped_key', ARGV[2])
+return 1
+"""
+
+
+@dataclass
+class RotationReport:
+    """What a master-key rotation did, in request counts."""
+
+    rewrapped: int = 0
+    already_current: int = 0
+    unreadable: list[str] = field(default_factory=list)  # ids whose data key no configured key opens
+
+
 class LedgerError(Exception):
     """Base of the ledger's errors; messages carry ids and states, never payload text."""
 
@@ -152,6 +170,7 @@ class Ledger:
         self._transition = client.register_script(_TRANSITION)
         self._shred = client.register_script(_SHRED)
         self._oldest = client.register_script(_OLDEST)
+        self._rewrap = client.register_script(_REWRAP)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -256,6 +275,30 @@ class Ledger:
         now = time.time()
         removed = self._shred(keys=[self.key("req", request_id)], args=[repr(now), iso_utc(now)])
         return bool(removed)
+
+    def rotate_master_key(self) -> RotationReport:
+        """Re-wrap every stored data key under the current master key (the cipher's previous keys
+        open the old ones). Safe to run again, and beside a live deployment."""
+        report = RotationReport()
+        for state in RequestState:
+            for request_id in sorted(self.ids_in_state(state)):
+                self._rewrap_one(request_id, report)
+        return report
+
+    def _rewrap_one(self, request_id: str, report: RotationReport) -> None:
+        record_key = self.key("req", request_id)
+        wrapped = self.redis.hget(record_key, "wrapped_key")
+        if wrapped is None:
+            return  # shredded: nothing left to protect
+        try:
+            rewrapped = self.cipher.rewrap(request_id, wrapped)
+        except PayloadUnavailableError:
+            report.unreadable.append(request_id)
+            return
+        if rewrapped is None:
+            report.already_current += 1
+        elif self._rewrap(keys=[record_key], args=[wrapped, rewrapped]):
+            report.rewrapped += 1
 
     def audit_trail(self, request_id: str, count: int = 10_000) -> list[dict[str, str]]:
         """State changes of one request, oldest first (a full scan: for exports, not hot paths)."""

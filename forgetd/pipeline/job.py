@@ -25,6 +25,7 @@ from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.lineage_queue import LineageQueue
 from forgetd.pipeline.locks import LineageLease
 from forgetd.pipeline.receipts import decision_receipt
+from forgetd.settings import Settings
 from forgetd.unlearning import UnlearningBatch, UpdateOutcome, unlearn_batch
 
 logger = logging.getLogger(__name__)
@@ -209,11 +210,21 @@ def _fail(ctx: PipelineContext, ids: list[str], reason: str) -> JobReport:
             _dead_letter(ctx, record, f"{reason} (after {record.attempts} attempts)")
         else:
             ctx.ledger.transition(request_id, S.QUEUED, sources=[S.FAILED])
-            ctx.queue(record.lineage).push(request_id, since=record.created_at)
+            delay = retry_delay_s(ctx.settings, record.attempts)
+            ctx.queue(record.lineage).defer(request_id, since=record.created_at, until=time.time() + delay)
+            ctx.scheduler.run_batch(record.lineage, delay)
     return JobReport("failed", ids)
+
+
+def retry_delay_s(settings: Settings, attempts: int) -> float:
+    """Exponential back-off after a failed attempt: a fault that outlasts one retry (an OOM, a model
+    that does not load) is not hammered, and the lineage's other requests run meanwhile."""
+    return min(settings.retry_backoff_s * 2 ** max(attempts - 1, 0), settings.retry_backoff_max_s)
 
 
 def _dead_letter(ctx: PipelineContext, record: DeletionRecord, reason: str) -> None:
     receipt = decision_receipt(record, S.DEAD_LETTER, reason=reason)
     ctx.ledger.transition(record.id, S.DEAD_LETTER, reason=reason, receipt=receipt)
+    # Nothing will forget these texts now: a new request for them must not be called a duplicate.
+    ctx.duplicates.release(record.id)
     logger.error("request %s dead-lettered: %s", record.id, reason)

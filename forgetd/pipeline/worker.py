@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import sys
 
 import redis
+from celery.signals import beat_embedded_init
 from prometheus_client import REGISTRY, start_http_server
 
 from forgetd.metrics import GpuMemoryCollector, RedisUpCollector
@@ -32,8 +37,26 @@ def run_worker(settings: Settings, queues: list[str] | None = None, beat: bool =
     ]
     if beat:
         argv += ["--beat", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+        worker_pid = os.getpid()
+        beat_embedded_init.connect(lambda **_: _die_with_parent(worker_pid), weak=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.worker_main(argv)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Run in the embedded beat's child process: if the worker is killed outright (SIGKILL, the OOM
+    killer) the kernel sends the beat SIGTERM, instead of leaving a scheduler running without its
+    worker, re-parented to init, that a restarted worker would then double."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        logger.warning("beat: parent-death signal unavailable (errno %d)", ctypes.get_errno())
+    if os.getppid() != parent_pid:  # the worker died before the request above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _register_collectors(settings: Settings) -> None:

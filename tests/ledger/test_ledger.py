@@ -163,3 +163,35 @@ def test_shredding_an_unknown_request_creates_nothing(ledger: Ledger, redis_clie
                                                       key_prefix: str) -> None:
     assert not ledger.shred("0" * 32)
     assert not redis_client.exists(f"{key_prefix}:req:{'0' * 32}")
+
+
+def test_a_master_key_rotation_rewraps_data_keys_and_retires_the_old_key(redis_client: redis.Redis,
+                                                                          key_prefix: str) -> None:
+    old_key, new_key, fingerprints = os.urandom(32), os.urandom(32), Fingerprinter(os.urandom(32))
+    before = Ledger(redis_client, key_prefix, PayloadCipher(old_key), fingerprints)
+    kept, _ = before.create(_new())
+    shredded, _ = before.create(_new("Another secret that was shredded already"))
+    before.shred(shredded.id)
+
+    during = Ledger(redis_client, key_prefix, PayloadCipher(new_key, [old_key]), fingerprints)
+    added_during, _ = during.create(_new("A request sealed after the new key arrived"))
+    assert during.payload(kept.id).texts == [SECRET]  # old data keys still open while rotating
+
+    report = during.rotate_master_key()
+    assert (report.rewrapped, report.already_current, report.unreadable) == (1, 1, [])
+    assert during.rotate_master_key().rewrapped == 0  # running it again changes nothing
+
+    after = Ledger(redis_client, key_prefix, PayloadCipher(new_key), fingerprints)
+    assert after.payload(kept.id).texts == [SECRET]
+    assert after.payload(added_during.id).texts == ["A request sealed after the new key arrived"]
+    with pytest.raises(PayloadUnavailableError):
+        Ledger(redis_client, key_prefix, PayloadCipher(old_key), fingerprints).payload(kept.id)
+
+
+def test_a_rotation_reports_data_keys_no_configured_key_opens(redis_client: redis.Redis, key_prefix: str) -> None:
+    fingerprints = Fingerprinter(os.urandom(32))
+    lost, _ = Ledger(redis_client, key_prefix, PayloadCipher(os.urandom(32)), fingerprints).create(_new())
+
+    report = Ledger(redis_client, key_prefix, PayloadCipher(os.urandom(32)), fingerprints).rotate_master_key()
+
+    assert report.unreadable == [lost.id] and report.rewrapped == 0

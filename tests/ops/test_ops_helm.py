@@ -29,7 +29,7 @@ REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.
 FORGETD_COMPONENTS = ("api", "admission", "worker", "serve")
 CHART_SET = {  # settings the chart sets itself (values.yaml lists them), not through `config`
     "mode", "data_dir", "store_dir", "redis_url", "broker_url", "api_token", "admin_token", "master_key",
-    "hmac_key", "api_host", "serve_host", "api_port", "serve_port", "worker_metrics_port",
+    "hmac_key", "previous_master_keys", "api_host", "serve_host", "api_port", "serve_port", "worker_metrics_port",
 }
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 import redis
 
@@ -10,6 +14,8 @@ from forgetd.ledger import NewRequest, PayloadUnavailableError, RequestState, op
 from forgetd.payload import DeletionPayload, Probe
 from forgetd.pipeline.admission import admit_request
 from forgetd.pipeline.context import PipelineContext
+from forgetd.pipeline.job import run_lineage_job
+from forgetd.pipeline.replay import replay_request
 from forgetd.settings import Settings
 from tests.pipeline.recording import RecordingScheduler
 
@@ -108,3 +114,37 @@ def test_a_shared_answer_with_another_prompt_is_no_conflict(ctx: PipelineContext
     neighbours = [Probe(prompt="Ivo Brandt works", completion="as a potter.")]
 
     assert admit_request(ctx, _submit(ctx, "Mira Solberg works as a potter.", neighbours=neighbours)) is S.QUEUED
+
+
+def test_a_dead_lettered_request_gives_its_texts_back_and_takes_them_again_on_replay(ctx: PipelineContext) -> None:
+    text = "Mira Solberg works as a potter."
+    abandoned = _submit(ctx, text)
+    admit_request(ctx, abandoned)
+    # No attempts allowed: the job dead-letters the request at once, before any training.
+    run_lineage_job(replace(ctx, settings=ctx.settings.model_copy(update={"max_attempts": 0})), "default")
+    assert ctx.ledger.get(abandoned).state is S.DEAD_LETTER
+
+    later = _submit(ctx, text)
+    assert admit_request(ctx, later) is S.QUEUED  # not a duplicate of a request that will never run
+
+    replay_request(ctx.ledger, ctx.scheduler, abandoned)
+    assert ctx.duplicates.claim("default", abandoned, [text]).owners == {later}
+    assert ctx.duplicates.release(later) == 1
+    assert admit_request(ctx, _submit(ctx, text)) is S.QUEUED
+
+
+def test_a_failed_attempt_waits_out_its_back_off_before_it_runs_again(
+        ctx: PipelineContext, scheduler: RecordingScheduler, tmp_path: Path) -> None:
+    request_id = _submit(ctx, "Mira Solberg works as a potter.")
+    admit_request(ctx, request_id)
+    broken = ctx.settings.model_copy(update={"model": str(tmp_path / "no-such-model"), "retry_backoff_s": 0.5})
+
+    assert run_lineage_job(replace(ctx, settings=broken), "default").status == "failed"
+
+    record, queue = ctx.ledger.get(request_id), ctx.queue("default")
+    assert record.state is S.QUEUED and record.attempts == 1
+    assert scheduler.batches[-1] == ("default", 0.5)  # the retry is scheduled for when the back-off ends
+    assert queue.contains(request_id) and queue.depth() == 0
+    assert queue.claim(8) == []  # too early: a job started now finds nothing to run
+    time.sleep(0.6)
+    assert queue.claim(8) == [request_id]

@@ -1,4 +1,5 @@
-"""Fault injection on real processes: a worker SIGKILLed mid-job, lost and duplicated messages.
+"""Fault injection on real processes: a worker SIGKILLed mid-job, lost and duplicated messages, an API
+crash between accepting requests and admitting them, a worker killed without its beat.
 
 Every accepted request must reach ``completed`` exactly once, on exactly one published version.
 """
@@ -14,13 +15,15 @@ import pytest
 import redis
 
 from adapters_store import AdapterStore
+from forgetd.client import ForgetdClient
 from forgetd.ledger import Ledger, NewRequest, RequestState, open_ledger
 from forgetd.models.tiny import default_tiny_people, fact_probes
 from forgetd.payload import DeletionPayload
 from forgetd.pipeline.celery_app import create_celery_app
 from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.settings import Settings
-from tests.processes import environment, kill_group, start, stop
+from tests.conftest import API_TOKEN
+from tests.processes import environment, free_port, kill_group, start, stop, wait_until_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 S = RequestState
@@ -117,3 +120,67 @@ def test_sigterm_lets_the_running_job_finish_before_the_worker_exits(
     assert exit_code == 0
     assert ledger.get(request_id).state is S.COMPLETED
     assert ledger.get(request_id).attempts == 1
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from Linux /proc")
+def test_a_worker_killed_alone_takes_its_embedded_beat_with_it(settings: Settings, tmp_path: Path) -> None:
+    worker = start("worker", environment(settings), tmp_path / "worker.log")
+    try:
+        _wait_for(lambda: bool(_children(worker.pid)), "the embedded beat to start", timeout_s=120)
+        beat = _children(worker.pid)[0]
+        worker.kill()  # SIGKILL to the worker's PID alone, as an OOM kill or a bare `kill -9` does
+        worker.wait(timeout=10)
+        _wait_for(lambda: not _alive(beat), "the orphaned beat to exit", timeout_s=15)
+    finally:
+        stop([worker])
+
+
+def test_requests_accepted_before_an_api_crash_are_carried_out_after_it(
+        settings: Settings, redis_client: redis.Redis, tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"model": str(tiny_model_dir)})
+    ledger = open_ledger(settings, redis_client)
+    port = free_port()
+    env = environment(settings, api_port=str(port), **FAST_RECOVERY)
+    url = f"http://127.0.0.1:{port}"
+    people = default_tiny_people()
+    first_api = start("api", env, tmp_path / "api-1.log")
+    try:
+        wait_until_ready(url, [first_api])
+        with ForgetdClient(url, API_TOKEN) as client:
+            accepted = [client.submit(people[i].statements, probes=[(probe.prompt, probe.completion) for probe
+                                                                     in fact_probes([people[i]])])["id"]
+                        for i in (1, 2)]
+        # The API dies before anyone admits the requests, and their admit messages die with the broker's
+        # queue: all that is left is what the API stored before answering 202.
+        kill_group(first_api, signal.SIGKILL)
+        first_api.wait(timeout=10)
+        redis_client.delete(settings.queue_name)
+    finally:
+        stop([first_api])
+    assert all(ledger.get(i).state is S.RECEIVED for i in accepted)
+
+    second_api = start("api", env, tmp_path / "api-2.log")
+    worker = start("worker", env, tmp_path / "worker.log")
+    try:
+        wait_until_ready(url, [second_api, worker])
+        with ForgetdClient(url, API_TOKEN) as client:
+            _wait_for(lambda: all(client.status(i)["state"] == "completed" for i in accepted), "both to complete")
+    finally:
+        stop([second_api, worker])
+    for request_id in accepted:
+        trail = [entry["to"] for entry in ledger.audit_trail(request_id)]
+        assert trail.count("received") == 1 and trail.count("completed") == 1, trail
