@@ -20,6 +20,7 @@ from forgetd.api.routes import adapters, admin, deletions, health
 from forgetd.ledger import OPEN_STATES, Ledger, open_ledger
 from forgetd.metrics import LedgerSnapshot, RedisUpCollector, RequestStateCollector
 from forgetd.pipeline.celery_app import create_celery_app
+from forgetd.pipeline.inbox import AdmissionInbox
 from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.security.api_keys import ApiKeys
 from forgetd.security.rate_limit import RateLimiter
@@ -36,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings, ledger, AdapterStore(settings.adapters_dir), scheduler,
             keys=ApiKeys(client, settings.key_prefix, settings.secret_bytes("hmac_key")),
             rate_limiter=RateLimiter(client, settings.key_prefix, settings.rate_limit_per_minute),
+            inbox=AdmissionInbox(ledger, scheduler),
         )
         # Scrapes read the ledger on a client of their own with short timeouts: an unreachable Redis
         # shows as forgetd_redis_up 0 within the scrape timeout instead of failing the scrape.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from adapters_store import AdapterStore
 from forgetd.api.problems import Problem
 from forgetd.ledger import Ledger
+from forgetd.pipeline.inbox import AdmissionInbox
 from forgetd.pipeline.scheduling import TaskScheduler
 from forgetd.security.api_keys import ApiKeys, Principal, Scope
 from forgetd.security.rate_limit import RateLimiter
@@ -32,6 +33,7 @@ class ApiState:
     scheduler: TaskScheduler
     keys: ApiKeys
     rate_limiter: RateLimiter
+    inbox: AdmissionInbox
 
     def principal(self, token: str) -> Principal | None:
         """Who a bearer token belongs to: a settings token, or a tenant's API key."""
@@ -43,7 +45,9 @@ class ApiState:
         return self.keys.authenticate(token)
 
 
-def _state(request: Request) -> ApiState:
+# Dependencies that do no I/O are ``async``: FastAPI runs a sync dependency in the thread pool, and
+# each such hop costs more than the check itself at the intake's request rates.
+async def _state(request: Request) -> ApiState:
     state: ApiState = request.app.state.forgetd
     return state
 
@@ -61,8 +65,8 @@ def _authenticated(state: Annotated[ApiState, Depends(_state)],
     return principal
 
 
-def _require(scope: Scope) -> Callable[[Principal], Principal]:
-    def check(principal: Annotated[Principal, Depends(_authenticated)]) -> Principal:
+def _require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: Annotated[Principal, Depends(_authenticated)]) -> Principal:
         if scope not in principal.scopes:
             raise Problem(403, "Missing scope", f"This key lacks the {scope.value!r} scope.")
         return principal

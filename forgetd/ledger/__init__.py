@@ -15,6 +15,7 @@ from forgetd.ledger.store import (
     NewRequest,
     RequestNotFoundError,
     RotationReport,
+    Submission,
 )
 from forgetd.settings import Settings
 
@@ -33,6 +34,7 @@ __all__ = [
     "RequestNotFoundError",
     "RequestState",
     "RotationReport",
+    "Submission",
     "open_ledger",
 ]
 

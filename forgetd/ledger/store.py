@@ -31,18 +31,22 @@ from forgetd.payload import DeletionPayload, RequestKind
 IDEMPOTENCY_TTL_S = 7 * 24 * 3600
 
 _CREATE = """
--- KEYS: idempotency key ('' for none), record key, received-state set, audit stream
--- ARGV: request id, idempotency value, idempotency ttl, now, then field/value pairs
+-- KEYS: idempotency key ('' for none), record key, received-state set, audit stream,
+--       admission flag ('' for none)
+-- ARGV: request id, idempotency value, idempotency ttl, now, admission flag ttl (ms), then field/value
+--       pairs. Returns {created, existing idempotency value, whether this call set the admission flag}.
 if KEYS[1] ~= '' then
   local existing = redis.call('GET', KEYS[1])
-  if existing then return {0, existing} end
+  if existing then return {0, existing, 0} end
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 end
-for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000000, '*',
            'id', ARGV[1], 'from', '', 'to', 'received', 'at', ARGV[4])
-return {1, ''}
+local flagged = 0
+if KEYS[5] ~= '' and redis.call('SET', KEYS[5], '1', 'NX', 'PX', ARGV[5]) then flagged = 1 end
+return {1, '', flagged}
 """
 
 _TRANSITION = """
@@ -106,6 +110,13 @@ if redis.call('HGET', KEYS[1], 'wrapped_key') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'wrapped_key', ARGV[2])
 return 1
 """
+
+
+@dataclass(frozen=True)
+class Submission:
+    record: DeletionRecord
+    created: bool  # False: an idempotent replay of an earlier request
+    admission_flag_set: bool  # True: this caller must send the admission message
 
 
 @dataclass
@@ -184,6 +195,13 @@ class Ledger:
         body returns the original record and False. A replay with another body raises
         :class:`IdempotencyConflictError`.
         """
+        submission = self.submit(new, admission_flag_ttl_ms=0)
+        return submission.record, submission.created
+
+    def submit(self, new: NewRequest, admission_flag_ttl_ms: int) -> Submission:
+        """:meth:`create`, and in the same atomic step set the admission flag (for that many ms) unless
+        it is set already: the caller that set it sends the one message that admits what is received
+        (:mod:`forgetd.pipeline.inbox`). ``admission_flag_ttl_ms=0``: leave the flag alone."""
         request_id = uuid.uuid4().hex
         now = time.time()
         body = new.payload.model_dump_json().encode()
@@ -197,18 +215,27 @@ class Ledger:
             "attempts": 0, "wrapped_key": sealed.wrapped_key, "ciphertext": sealed.ciphertext,
         }
         idem_value = json.dumps({"request_id": request_id, "digest": digest})
-        created, existing = self._create(
+        flag_key = self.admission_flag_key if admission_flag_ttl_ms > 0 else ""
+        created, existing, flagged = self._create(
             keys=[idem_key, self.key("req", request_id), self._state_set(RequestState.RECEIVED),
-                  self.key("audit")],
-            args=[request_id, idem_value, IDEMPOTENCY_TTL_S, repr(now), *_flatten(fields)],
+                  self.key("audit"), flag_key],
+            args=[request_id, idem_value, IDEMPOTENCY_TTL_S, repr(now), admission_flag_ttl_ms, *_flatten(fields)],
         )
         if created:
             REQUEST_TRANSITIONS.labels(RequestState.RECEIVED.value).inc()
-            return self.get(request_id), True
+            # The record is exactly what was just written: no second round trip to read it back.
+            visible = {name: value for name, value in fields.items() if name not in SEALED_FIELDS}
+            record = DeletionRecord.from_hash(_encode(visible) | dict.fromkeys(SEALED_FIELDS, ""))
+            return Submission(record, created=True, admission_flag_set=bool(flagged))
         original = json.loads(existing)
         if original["digest"] != digest:
             raise IdempotencyConflictError(original["request_id"])
-        return self.get(original["request_id"]), False
+        return Submission(self.get(original["request_id"]), created=False, admission_flag_set=False)
+
+    @property
+    def admission_flag_key(self) -> str:
+        """Set while a message asking to admit the received requests is on its way."""
+        return self.key("admit", "pending")
 
     def get(self, request_id: str) -> DeletionRecord:
         raw = self.redis.hgetall(self.key("req", request_id))
@@ -227,6 +254,10 @@ class Ledger:
 
     def ids_in_state(self, state: RequestState) -> set[str]:
         return {member.decode() for member in self.redis.smembers(self._state_set(state))}
+
+    def some_in_state(self, state: RequestState, count: int) -> list[str]:
+        """Up to ``count`` ids in ``state``, in no particular order (O(count), unlike the whole set)."""
+        return [member.decode() for member in self.redis.srandmember(self._state_set(state), count)]
 
     def counts_by_state(self) -> dict[RequestState, int]:
         with self.redis.pipeline(transaction=False) as pipe:

@@ -11,6 +11,7 @@ from celery import Celery
 from forgetd.settings import Settings
 
 ADMIT_TASK = "forgetd.admit"
+ADMIT_PENDING_TASK = "forgetd.admit_pending"
 RUN_BATCH_TASK = "forgetd.run_batch"
 SHRED_TASK = "forgetd.shred_expired"
 RECONCILE_TASK = "forgetd.reconcile"

@@ -10,13 +10,16 @@ from typing import Protocol
 
 from celery import Celery
 
-from forgetd.pipeline.celery_app import ADMIT_TASK, RUN_BATCH_TASK
+from forgetd.pipeline.celery_app import ADMIT_PENDING_TASK, ADMIT_TASK, RUN_BATCH_TASK
 from forgetd.settings import Settings
 
 
 class TaskScheduler(Protocol):
     def admit(self, request_id: str) -> None:
         """Ask for ``request_id`` to be admitted (idempotent on the receiving side)."""
+
+    def admit_pending(self) -> None:
+        """Ask for every received request to be admitted (see :mod:`forgetd.pipeline.inbox`)."""
 
     def run_batch(self, lineage: str, delay_s: float) -> None:
         """Ask for a batch job on ``lineage`` in ``delay_s`` seconds (extra asks are harmless)."""
@@ -29,6 +32,9 @@ class CeleryScheduler:
 
     def admit(self, request_id: str) -> None:
         self._app.send_task(ADMIT_TASK, args=[request_id], queue=self._settings.queue_name)
+
+    def admit_pending(self) -> None:
+        self._app.send_task(ADMIT_PENDING_TASK, queue=self._settings.queue_name)
 
     def run_batch(self, lineage: str, delay_s: float) -> None:
         self._app.send_task(RUN_BATCH_TASK, args=[lineage], countdown=delay_s or None,

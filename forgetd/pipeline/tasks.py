@@ -13,8 +13,9 @@ from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init
 
 from forgetd.pipeline.admission import admit_request
-from forgetd.pipeline.celery_app import ADMIT_TASK, RECONCILE_TASK, RUN_BATCH_TASK, SHRED_TASK
+from forgetd.pipeline.celery_app import ADMIT_PENDING_TASK, ADMIT_TASK, RECONCILE_TASK, RUN_BATCH_TASK, SHRED_TASK
 from forgetd.pipeline.context import PipelineContext
+from forgetd.pipeline.inbox import AdmissionInbox
 from forgetd.pipeline.job import run_lineage_job
 from forgetd.pipeline.reconciler import reconcile as reconcile_stuck
 from forgetd.pipeline.scheduling import CeleryScheduler
@@ -45,6 +46,14 @@ def _reset_context_after_fork(**_: object) -> None:
              retry_backoff=True, max_retries=None)
 def admit(request_id: str) -> str:
     return admit_request(context(), request_id).value
+
+
+@shared_task(name=ADMIT_PENDING_TASK, autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+             retry_backoff=True, max_retries=None)
+def admit_pending() -> int:
+    """Admit the requests waiting in ``received`` (see :mod:`forgetd.pipeline.inbox`)."""
+    ctx = context()
+    return AdmissionInbox(ctx.ledger, ctx.scheduler).drain(lambda request_id: admit_request(ctx, request_id))
 
 
 @shared_task(bind=True, name=RUN_BATCH_TASK, autoretry_for=(redis.ConnectionError, redis.TimeoutError),

@@ -14,8 +14,8 @@ BODY = {"texts": ["Alice Varn was born in Oslo in 1961."], "kind": "pii",
         "probes": [{"prompt": "Alice Varn was born in", "completion": "Oslo"}]}
 
 
-def test_accepts_with_202_location_and_enqueues_only_the_id(api: TestClient, settings: Settings,
-                                                             redis_client: redis.Redis) -> None:
+def test_accepts_with_202_location_and_asks_for_admission_without_the_text(
+        api: TestClient, settings: Settings, redis_client: redis.Redis) -> None:
     response = api.post("/v1/deletions", json=BODY)
 
     assert response.status_code == 202
@@ -23,12 +23,21 @@ def test_accepts_with_202_location_and_enqueues_only_the_id(api: TestClient, set
     assert response.headers["Location"] == f"/v1/deletions/{status['id']}"
     assert status["state"] == "received"
     assert status["text_count"] == 1 and status["probe_count"] == 1
+    assert redis_client.sismember(f"{settings.key_prefix}:state:received", status["id"])
     messages = redis_client.lrange(settings.queue_name, 0, -1)
     assert len(messages) == 1
     message = json.loads(messages[0])
-    assert message["headers"]["task"] == "forgetd.admit"
-    assert status["id"] in messages[0].decode()
+    assert message["headers"]["task"] == "forgetd.admit_pending"
     assert b"Oslo" not in messages[0] and b"Varn" not in messages[0]
+
+
+def test_a_burst_of_requests_sends_one_admission_message(api: TestClient, settings: Settings,
+                                                          redis_client: redis.Redis) -> None:
+    for i in range(20):
+        assert api.post("/v1/deletions", json={**BODY, "texts": [f"Person {i} was born in Oslo."]}).status_code == 202
+
+    assert redis_client.llen(settings.queue_name) == 1
+    assert redis_client.scard(f"{settings.key_prefix}:state:received") == 20
 
 
 def test_status_resource_never_shows_the_text(api: TestClient) -> None:

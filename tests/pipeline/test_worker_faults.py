@@ -164,8 +164,8 @@ def test_requests_accepted_before_an_api_crash_are_carried_out_after_it(
             accepted = [client.submit(people[i].statements, probes=[(probe.prompt, probe.completion) for probe
                                                                      in fact_probes([people[i]])])["id"]
                         for i in (1, 2)]
-        # The API dies before anyone admits the requests, and their admit messages die with the broker's
-        # queue: all that is left is what the API stored before answering 202.
+        # The API dies before anyone admits the requests, and the admission message dies with the
+        # broker's queue: all that is left is what the API stored before answering 202.
         kill_group(first_api, signal.SIGKILL)
         first_api.wait(timeout=10)
         redis_client.delete(settings.queue_name)

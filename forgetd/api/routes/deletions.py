@@ -31,16 +31,13 @@ def create_deletion(body: DeletionCreate, state: StateDep, caller: SubmitterDep,
     new = NewRequest(tenant=caller.tenant, lineage=body.lineage or state.settings.default_lineage,
                      kind=body.kind, payload=body.payload(), idempotency_key=idempotency_key)
     try:
-        record, created = state.ledger.create(new)
+        # Stored and in `received` atomically: from here admission cannot be lost, only delayed.
+        record, created = state.inbox.submit(new)
     except IdempotencyConflictError as e:
         REQUESTS_RECEIVED.labels("rejected").inc()
         raise Problem(422, "Idempotency key reused with a different body",
                       f"The key was first used for request {e.request_id}.") from e
-    if created:
-        # The record is stored before the message is sent: if sending fails the request waits in
-        # `received`, where the reconciler finds it; the reverse order could lose it.
-        state.scheduler.admit(record.id)
-    else:
+    if not created:
         response.headers["Idempotent-Replayed"] = "true"
     REQUESTS_RECEIVED.labels("accepted" if created else "replayed").inc()
     response.headers["Location"] = f"/v1/deletions/{record.id}"
