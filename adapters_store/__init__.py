@@ -1,8 +1,9 @@
-"""Immutable, versioned LoRA adapter lineages on a local directory.
+"""Immutable, versioned LoRA adapter lineages in a local directory or an S3-compatible bucket.
 
 Independent of forgetd's pipeline, HTTP API and settings, so that a serving process can use it alone.
 """
 
+from adapters_store.compatibility import check_vllm_compatibility
 from adapters_store.errors import (
     IntegrityError,
     InvalidNameError,
@@ -14,7 +15,7 @@ from adapters_store.errors import (
 )
 from adapters_store.manifest import Manifest
 from adapters_store.ref import AdapterRef
-from adapters_store.store import AdapterStore
+from adapters_store.store import AdapterStore, open_store
 
 __all__ = [
     "AdapterRef",
@@ -27,4 +28,6 @@ __all__ = [
     "StaleFencingTokenError",
     "StoreError",
     "VersionNotFoundError",
+    "check_vllm_compatibility",
+    "open_store",
 ]

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 TEMP_PREFIX = ".tmp-"  # names a reader must ignore and the next writer may delete
 _CHUNK = 1 << 20
@@ -55,14 +56,20 @@ def copy_and_hash(src: Path, dst: Path) -> str:
     Hashing the bytes as they are written, rather than re-reading ``src``, ties the manifest's hash to
     exactly what landed in the store even if ``src`` changes meanwhile.
     """
-    digest = hashlib.sha256()
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
     with src.open("rb") as fin, os.fdopen(fd, "wb") as fout:
-        while chunk := fin.read(_CHUNK):
-            digest.update(chunk)
-            fout.write(chunk)
+        digest = hash_copy(fin, fout)
         fout.flush()
         os.fsync(fout.fileno())
+    return digest
+
+
+def hash_copy(fin: BinaryIO, fout: BinaryIO) -> str:
+    """Stream ``fin`` into ``fout`` in chunks, returning the hex sha256 of exactly the bytes written."""
+    digest = hashlib.sha256()
+    while chunk := fin.read(_CHUNK):
+        digest.update(chunk)
+        fout.write(chunk)
     return digest.hexdigest()
 
 

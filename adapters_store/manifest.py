@@ -197,6 +197,10 @@ class Manifest:
             "extra": json.loads(json.dumps(self.extra)),
         }
 
+    def to_bytes(self) -> bytes:
+        """The ``manifest.json`` content the store writes: sorted, indented, newline-terminated JSON."""
+        return (json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n").encode()
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         """Parse strictly: ManifestError lists every missing or ill-typed field. Unknown keys are

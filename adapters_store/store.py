@@ -1,58 +1,58 @@
-"""``AdapterStore``: immutable, versioned adapter lineages in a local directory.
+"""``AdapterStore``: immutable, versioned adapter lineages over a :class:`~adapters_store.storage.Storage`.
 
-Writers (the pipeline's publish step, an operator's rollback) serialise per lineage on an ``flock``
-and are fenced by the token of the distributed lock they hold; readers (serving processes) take no
-lock, because every change a reader can observe is a single atomic rename.
+Every rule lives here, once, for every storage: names, strict manifests, fencing tokens, expected
+parents, history events, verification before use. The storage (a local directory,
+``adapters_store.local``; an S3-compatible bucket, ``adapters_store.objectstore``) provides the atomic
+steps: a compare-and-set of the lineage's pointer and fence, a version number no other writer gets,
+a version visible only once whole. A writer that loses a compare-and-set to a concurrent writer is
+admitted again against what that writer left: a stale token or a moved parent is then refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import EllipsisType
-from typing import Any
+from typing import Any, TypeVar
 
 from adapters_store.errors import (
     IntegrityError,
-    InvalidNameError,
     ManifestError,
     ParentMismatchError,
     StaleFencingTokenError,
     StoreError,
     VersionNotFoundError,
 )
-from adapters_store.fsio import (
-    TEMP_PREFIX,
-    copy_and_hash,
-    ensure_dir,
-    exclusive_lock,
-    fsync_dir,
-    make_read_only,
-    remove_temp_entries,
-    replace_atomically,
-    sha256_file,
-    write_new_file,
-)
-from adapters_store.history import append_event, read_events, utc_now
-from adapters_store.layout import MANIFEST_FILE, LineageLayout
+from adapters_store.fsio import sha256_file
+from adapters_store.history import event_line, parse_events, utc_now
+from adapters_store.layout import MANIFEST_FILE
+from adapters_store.local import LocalStorage
 from adapters_store.manifest import REQUIRED_FILES, Manifest, field_problems, normalize_fields
-from adapters_store.names import LINEAGE_PATTERN, validate_file_name, validate_lineage, validate_version
+from adapters_store.names import validate_file_name, validate_lineage, validate_version
+from adapters_store.storage import MAX_RACES, LineageState, StateConflict, Storage
+
+_T = TypeVar("_T")
 
 
 class AdapterStore:
-    """Publish, list, verify and roll back adapter versions under one root directory."""
+    """Publish, list, verify and roll back adapter versions; ``AdapterStore(path)`` is a local store."""
 
-    def __init__(self, root: str | Path) -> None:
-        self._root = Path(root)
-        self._root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, storage: Storage | str | Path) -> None:
+        self._storage: Storage = LocalStorage(storage) if isinstance(storage, str | Path) else storage
+
+    @property
+    def location(self) -> str:
+        """Where the store is: a directory or a URL."""
+        return self._storage.location
 
     @property
     def root(self) -> Path:
-        return self._root
+        """Root directory of a local store; StoreError for a remote one, which has no local root."""
+        if not isinstance(self._storage, LocalStorage):
+            raise StoreError(f"the store at {self.location} is not a local directory")
+        return self._storage.root
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -76,45 +76,35 @@ class AdapterStore:
         ``expected_parent`` is the version the writer trained on: if another version became current
         meanwhile the result is refused (ParentMismatchError) rather than silently dropping that version.
         """
-        layout = self._layout(lineage)
+        validate_lineage(lineage)
         metadata = _checked_metadata(base_model, method, request_ids, metrics, fencing_token, extra)
         sources = _source_files(Path(source_dir))
         if expected_parent is not None and not isinstance(expected_parent, EllipsisType):
             validate_version(expected_parent)
-        ensure_dir(layout.directory)
-        ensure_dir(layout.versions_dir)
-        with exclusive_lock(layout.lock_file):
-            remove_temp_entries(layout.directory)
-            parent = _admit(lineage, layout, fencing_token, expected_parent)
-            version = max(layout.version_numbers(), default=0) + 1
-            fields = {"lineage": lineage, "version": version, "parent": parent, **metadata}
-            manifest = _stage_and_install(layout, sources, fields)
-            replace_atomically(layout.current_file, _pointer_bytes(version))
-            append_event(
-                layout.history_file,
-                {"event": "publish", "version": version, "previous": parent, "fencing_token": fencing_token},
+        with self._storage.writer_lock(lineage):
+            return self._retrying(
+                lineage, lambda: self._publish_once(lineage, sources, metadata, fencing_token, expected_parent)
             )
-        return manifest
 
     def set_current(self, lineage: str, version: int, *, reason: str) -> None:
         """Point the lineage at an existing, intact version (a rollback), recording why in its history."""
-        layout = self._layout(lineage)
+        validate_lineage(lineage)
         if not isinstance(reason, str) or not reason.strip():
             raise StoreError(f"set_current needs a non-empty reason, got {reason!r}")
         self.verified_path(lineage, version)
-        with exclusive_lock(layout.lock_file):
-            previous = _read_pointer(lineage, layout.current_file)
-            replace_atomically(layout.current_file, _pointer_bytes(version))
-            append_event(
-                layout.history_file,
-                {"event": "set_current", "version": version, "previous": previous, "reason": reason},
+        with self._storage.writer_lock(lineage):
+            previous = self._retrying(lineage, lambda: self._move_pointer(lineage, version))
+            self._storage.append_event(
+                lineage,
+                event_line({"event": "set_current", "version": version, "previous": previous, "reason": reason}),
             )
 
     # -- reading ----------------------------------------------------------------------------------
 
     def current_version(self, lineage: str) -> int | None:
         """The version the lineage points at; None while it has none."""
-        return _read_pointer(lineage, self._layout(lineage).current_file)
+        state, _ = self._storage.read_state(validate_lineage(lineage))
+        return state.current
 
     def current(self, lineage: str) -> Manifest | None:
         """Manifest of the current version; None while the lineage has none."""
@@ -128,44 +118,95 @@ class AdapterStore:
 
     def manifest(self, lineage: str, version: int) -> Manifest:
         """Manifest of one version; VersionNotFoundError if it was never published."""
-        return _load_manifest(lineage, version, self.version_path(lineage, version) / MANIFEST_FILE)
+        data = self._storage.read_manifest(validate_lineage(lineage), validate_version(version))
+        return _load_manifest(lineage, version, data)
 
     def versions(self, lineage: str) -> list[Manifest]:
         """Manifests of every published version, ascending; [] for an unknown lineage."""
-        return [self.manifest(lineage, v) for v in self._layout(lineage).version_numbers()]
+        return [self.manifest(lineage, v) for v in self._storage.version_numbers(validate_lineage(lineage))]
 
     def lineages(self) -> list[str]:
         """Names of the lineages holding at least one version, sorted."""
-        entries = (e for e in self._root.iterdir() if LINEAGE_PATTERN.fullmatch(e.name) and e.is_dir())
-        return sorted(e.name for e in entries if LineageLayout(e).version_numbers())
+        return sorted(name for name in self._storage.lineage_candidates() if self._storage.version_numbers(name))
 
     def history(self, lineage: str) -> list[dict[str, Any]]:
         """Publish and set_current events of the lineage, oldest first."""
-        history_file = self._layout(lineage).history_file
+        data = self._storage.read_history(validate_lineage(lineage))
         try:
-            return read_events(history_file)
+            return parse_events(data)
         except ValueError as e:
             raise IntegrityError(lineage, None, "history.jsonl", f"unreadable: {e}") from e
 
     def version_path(self, lineage: str, version: int) -> Path:
-        """Directory of a version, checked to exist only; serve from :meth:`verified_path` instead."""
-        path = self._layout(lineage).version_dir(version)
-        if not path.is_dir():
-            raise VersionNotFoundError(lineage, version)
-        return path
+        """Directory of a version. Local: checked to exist only; serve from :meth:`verified_path` instead.
+        Remote: the verified local copy, since a remote version is only ever used downloaded and checked."""
+        if isinstance(self._storage, LocalStorage):
+            return self._storage.existing_dir(validate_lineage(lineage), validate_version(version))
+        return self.verified_path(lineage, version)
 
     def verified_path(self, lineage: str, version: int) -> Path:
-        """Directory of a version after re-hashing every file against its manifest.
+        """Local directory of a version after re-hashing every file against its manifest.
 
         Raises IntegrityError naming the first file that is missing, unlisted or altered.
         """
         manifest = self.manifest(lineage, version)
-        path = self.version_path(lineage, version)
-        _verify_files(manifest, path)
-        return path
+        return self._storage.version_dir(lineage, version, lambda path: _verify_files(manifest, path))
 
-    def _layout(self, lineage: str) -> LineageLayout:
-        return LineageLayout(self._root / validate_lineage(lineage))
+    # -- the steps of a write ---------------------------------------------------------------------
+
+    def _publish_once(
+        self,
+        lineage: str,
+        sources: list[Path],
+        metadata: dict[str, Any],
+        fencing_token: int | None,
+        expected_parent: int | EllipsisType | None,
+    ) -> Manifest:
+        state, tag = self._storage.read_state(lineage)
+        parent = _admit(lineage, state, fencing_token, expected_parent)
+        fenced = _raise_fence(state, fencing_token)
+        if fenced != state:  # the token is seen from now on, even if this publish fails later
+            tag = self._storage.write_state(lineage, fenced, tag)
+        version = self._storage.new_version(lineage)
+        fields = {"lineage": lineage, "version": version, "parent": parent, **metadata}
+        manifest = self._storage.install_version(
+            lineage, version, sources, lambda files: Manifest(files=files, created_at=utc_now(), **fields)
+        )
+        self._storage.write_state(lineage, dataclasses.replace(fenced, current=version), tag)
+        self._storage.append_event(
+            lineage,
+            event_line({"event": "publish", "version": version, "previous": parent, "fencing_token": fencing_token}),
+        )
+        return manifest
+
+    def _move_pointer(self, lineage: str, version: int) -> int | None:
+        state, tag = self._storage.read_state(lineage)
+        self._storage.write_state(lineage, dataclasses.replace(state, current=version), tag)
+        return state.current
+
+    @staticmethod
+    def _retrying(lineage: str, attempt: Callable[[], _T]) -> _T:
+        """Run ``attempt`` again while it loses a compare-and-set to a concurrent writer (each retry is a
+        fresh admission against what that writer left)."""
+        for _ in range(MAX_RACES):
+            try:
+                return attempt()
+            except StateConflict:
+                continue
+        raise StoreError(f"lineage {lineage!r}: lost {MAX_RACES} races in a row to concurrent writers")
+
+
+def open_store(url: str, *, cache_dir: Path, endpoint_url: str | None = None) -> AdapterStore:
+    """The store at ``url``: ``s3://bucket[/prefix]`` (verified copies of versions kept under
+    ``cache_dir``; ``endpoint_url`` for an S3-compatible server), or a local directory path."""
+    if "://" not in url:
+        return AdapterStore(url)
+    if not url.startswith("s3://"):
+        raise StoreError(f"unsupported store URL {url!r}: give s3://bucket[/prefix] or a directory path")
+    from adapters_store.objectstore import ObjectStorage  # fsspec and s3fs only where a bucket is used
+
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    return AdapterStore(ObjectStorage(url, cache_dir, **options))
 
 
 def _checked_metadata(
@@ -211,90 +252,26 @@ def _source_files(source_dir: Path) -> list[Path]:
 
 
 def _admit(
-    lineage: str, layout: LineageLayout, fencing_token: int | None, expected_parent: int | EllipsisType | None
+    lineage: str, state: LineageState, fencing_token: int | None, expected_parent: int | EllipsisType | None
 ) -> int | None:
-    """Check the writer's fencing token and expected parent, record the token; return the parent."""
-    fence = _read_fence(lineage, layout.fence_file)
-    if fencing_token is not None and fence is not None and fencing_token < fence:
-        raise StaleFencingTokenError(lineage, fencing_token, fence)
-    current = _read_pointer(lineage, layout.current_file)
-    if not isinstance(expected_parent, EllipsisType) and expected_parent != current:
-        raise ParentMismatchError(lineage, expected_parent, current)
-    if fencing_token is not None and (fence is None or fencing_token > fence):
-        replace_atomically(layout.fence_file, f"{fencing_token}\n".encode())
-    return current
+    """Check the writer's fencing token and expected parent against the state; return the parent."""
+    if fencing_token is not None and state.fence is not None and fencing_token < state.fence:
+        raise StaleFencingTokenError(lineage, fencing_token, state.fence)
+    if not isinstance(expected_parent, EllipsisType) and expected_parent != state.current:
+        raise ParentMismatchError(lineage, expected_parent, state.current)
+    return state.current
 
 
-def _stage_and_install(layout: LineageLayout, sources: list[Path], fields: dict[str, Any]) -> Manifest:
-    """Build the version in a temp directory, then rename it into place; on failure remove the temp
-    directory (a hard crash leaves it for the next publish to remove)."""
-    staging = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=layout.directory))
+def _raise_fence(state: LineageState, fencing_token: int | None) -> LineageState:
+    if fencing_token is None or (state.fence is not None and fencing_token <= state.fence):
+        return state
+    return dataclasses.replace(state, fence=fencing_token)
+
+
+def _load_manifest(lineage: str, version: int, data: bytes) -> Manifest:
     try:
-        files = {src.name: copy_and_hash(src, staging / src.name) for src in sources}
-        manifest = Manifest(files=files, created_at=utc_now(), **fields)
-        _write_manifest(staging, manifest)
-        _install(staging, layout.version_dir(manifest.version))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return manifest
-
-
-def _write_manifest(staging: Path, manifest: Manifest) -> None:
-    data = json.dumps(manifest.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
-    write_new_file(staging / MANIFEST_FILE, data.encode())
-    fsync_dir(staging)
-
-
-def _install(staging: Path, final: Path) -> None:
-    """Rename the complete staging directory into place; never replaces a published version."""
-    if final.exists():
-        raise StoreError(f"version directory {str(final)!r} already exists; refusing to overwrite it")
-    os.rename(staging, final)
-    fsync_dir(final.parent)
-    fsync_dir(staging.parent)
-    make_read_only(final)
-
-
-def _pointer_bytes(version: int) -> bytes:
-    return (json.dumps({"version": version}) + "\n").encode()
-
-
-def _read_json(lineage: str, path: Path) -> Any:
-    """A small JSON control file's content; None if it does not exist."""
-    try:
-        return json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise IntegrityError(lineage, None, path.name, f"unreadable: {e}") from e
-
-
-def _read_pointer(lineage: str, path: Path) -> int | None:
-    """Version named by CURRENT; None if the lineage has never had one."""
-    data = _read_json(lineage, path)
-    if data is None:
-        return None
-    try:
-        return validate_version(data.get("version") if isinstance(data, dict) else None)
-    except InvalidNameError as e:
-        raise IntegrityError(lineage, None, path.name, f"holds {data!r}: {e.reason}") from e
-
-
-def _read_fence(lineage: str, path: Path) -> int | None:
-    """Highest fencing token seen; None if no writer ever sent one."""
-    token = _read_json(lineage, path)
-    if token is None:
-        return None
-    if isinstance(token, bool) or not isinstance(token, int) or token < 0:
-        raise IntegrityError(lineage, None, path.name, f"holds {token!r}, not a token")
-    return token
-
-
-def _load_manifest(lineage: str, version: int, path: Path) -> Manifest:
-    try:
-        manifest = Manifest.from_dict(json.loads(path.read_bytes()))
-    except (OSError, ValueError) as e:  # ValueError covers bad JSON, bad UTF-8 and ManifestError
+        manifest = Manifest.from_dict(json.loads(data))
+    except ValueError as e:  # ValueError covers bad JSON, bad UTF-8 and ManifestError
         raise IntegrityError(lineage, version, MANIFEST_FILE, f"unreadable manifest: {e}") from e
     if (manifest.lineage, manifest.version) != (lineage, version):
         raise IntegrityError(

@@ -1,15 +1,21 @@
-"""Fixtures for the adapter store tests: a store in tmp_path and a factory of tiny PEFT directories."""
+"""Fixtures for the adapter store tests: a store in tmp_path, a factory of tiny PEFT directories, and an
+S3-compatible HTTP server (moto's S3 emulation; no real bucket is reachable from the test machines)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import multiprocessing
+import threading
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from safetensors.numpy import save_file
+from werkzeug.serving import make_server
 
 from adapters_store import AdapterStore, Manifest
 
@@ -62,3 +68,49 @@ def publish(store: AdapterStore, make_adapter: MakeAdapter) -> Callable[..., Man
         return store.publish(lineage, source or make_adapter(), **kwargs)
 
     return _publish
+
+
+def run_in_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> list[int | None]:
+    """Run ``target(*a)`` for each ``a`` in its own forked process, all at once; their exit codes."""
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=target, args=a) for a in args]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    return [process.exitcode for process in processes]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """URL of moto's S3 server on a free local port, for the whole session.
+
+    The server handles one request at a time (``threaded=False``): moto checks a conditional PUT's
+    precondition and stores the object in two steps, which S3 does atomically; serving requests one
+    by one gives the emulator S3's atomicity, so the concurrency tests test the store, not a race in moto.
+    """
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server("127.0.0.1", 0, app, threaded=False, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    with pytest.MonkeyPatch.context() as env:
+        # botocore's credential chain reads these; moto accepts any.
+        env.setenv("AWS_ACCESS_KEY_ID", "testing")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)
+            server.server_close()
+
+
+@pytest.fixture
+def s3_url(s3_endpoint: str) -> str:
+    """A fresh, empty bucket (one per test), with a prefix inside it."""
+    import s3fs
+
+    bucket = f"store-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(endpoint_url=s3_endpoint, use_listings_cache=False).mkdir(bucket)
+    return f"s3://{bucket}/forgetd/adapters"

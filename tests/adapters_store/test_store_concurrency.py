@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
 
 from adapters_store import AdapterStore
+from tests.adapters_store.conftest import run_in_processes
 
 PROCESSES = 4
 PUBLISHES_EACH = 3
@@ -28,16 +28,8 @@ def _publish_several(root: Path, source: Path, writer: int) -> None:
 def test_concurrent_publishes_get_unique_consecutive_versions(
     store: AdapterStore, make_adapter: Callable[..., Path]
 ) -> None:
-    context = multiprocessing.get_context("fork")
-    writers = [
-        context.Process(target=_publish_several, args=(store.root, make_adapter(n), n))
-        for n in range(PROCESSES)
-    ]
-    for writer in writers:
-        writer.start()
-    for writer in writers:
-        writer.join(timeout=120)
-    assert [writer.exitcode for writer in writers] == [0] * PROCESSES
+    exit_codes = run_in_processes(_publish_several, [(store.root, make_adapter(n), n) for n in range(PROCESSES)])
+    assert exit_codes == [0] * PROCESSES
 
     total = PROCESSES * PUBLISHES_EACH
     manifests = store.versions("bot")

@@ -73,7 +73,7 @@ def test_failure_at_any_staging_step_is_all_or_nothing(
     publish: Publish, store: AdapterStore, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     publish()
-    import adapters_store.store as store_module
+    import adapters_store.local as store_module
 
     def fail(*_args: object) -> None:
         raise OSError(f"{step} failed")
