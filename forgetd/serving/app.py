@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from starlette.concurrency import run_in_threadpool
 
 from forgetd.metrics import GpuMemoryCollector
+from forgetd.serving import lora_routes
 from forgetd.serving.notify import AdapterSubscriber
 from forgetd.serving.routes import install_handlers, router
 from forgetd.settings import Settings
@@ -58,7 +59,9 @@ def create_serving_app(settings: Settings, engine: EmbeddedEngine | None = None,
 
     app = FastAPI(title="forgetd serving", lifespan=lifespan)
     app.state.engine = None
+    app.state.admin_token = settings.admin_token.get_secret_value().encode()
     app.include_router(router)
+    app.include_router(lora_routes.router)
     install_handlers(app)
     return app
 

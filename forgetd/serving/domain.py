@@ -5,12 +5,13 @@ Torch-free on purpose: the route module imports these, and routes never import t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 FinishReason = Literal["stop", "length"]
 ModelKind = Literal["base", "version", "alias"]
+ServeMode = Literal["adapter", "merged"]
 
 
 class ServingError(Exception):
@@ -41,6 +42,23 @@ class AdapterLoadError(ServingError):
         self.reason = reason
 
 
+class ChatTemplateError(ServingError):
+    """The tokenizer has no chat template, or its template refused the messages (no fallback is guessed:
+    a made-up template would prompt the model in a format it was never trained on)."""
+
+
+class AdapterRequestError(ServingError):
+    """A ``load_lora_adapter``/``unload_lora_adapter`` call refused; ``status`` and ``kind`` follow vLLM's
+    answers (400 ``InvalidUserInput`` or ``BadRequestError``, 404 ``NotFoundError``, 409 for forgetd's own
+    conflicts), and the message repeats vLLM's wording where vLLM has one."""
+
+    def __init__(self, status: int, kind: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.param = param
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """How to decode: ``temperature == 0`` is greedy; ``stop`` strings end a completion early."""
@@ -66,8 +84,8 @@ class GenerationParams:
 class Lease:
     """A request's resolution of a model name, fixed at its start.
 
-    ``served_name`` is what answers (the base id or ``<lineage>-v<version>``); ``adapter`` is the peft
-    adapter name to activate, ``None`` for the base model.
+    ``served_name`` is what answers (the base id, ``<lineage>-v<version>`` or a name loaded by hand);
+    ``adapter`` is the loaded version the backend generates with, ``None`` for the base model.
     """
 
     requested: str
@@ -100,6 +118,42 @@ class CompletionResult:
 
 
 @dataclass(frozen=True)
+class TextDelta:
+    """Streamed text of choice ``index``; the deltas of a choice add up to its final text."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ChoiceEnd:
+    """Choice ``index`` is complete; ``completion.text`` is the whole of it, stop strings cut."""
+
+    index: int
+    completion: Completion
+
+
+@dataclass(frozen=True)
+class StreamFailure:
+    """Generation failed after the stream began; the message names no input."""
+
+    message: str
+
+
+StreamEvent = TextDelta | ChoiceEnd | StreamFailure
+
+
+class CompletionStream(Protocol):
+    """A running streamed completion: iterate its events; ``close`` stops generation early."""
+
+    served_name: str
+
+    def __iter__(self) -> Iterator[StreamEvent]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
 class ServedModel:
     """One entry of ``/v1/models``, shaped like vLLM's model cards.
 
@@ -122,4 +176,16 @@ class ServingEngine(Protocol):
 
     def models(self) -> list[ServedModel]: ...
 
-    def complete(self, model: str, prompts: Sequence[str], params: GenerationParams) -> CompletionResult: ...
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str: ...
+
+    def complete(
+        self, model: str, prompts: Sequence[str], params: GenerationParams, *, templated: bool = False
+    ) -> CompletionResult: ...
+
+    def stream(
+        self, model: str, prompts: Sequence[str], params: GenerationParams, *, templated: bool = False
+    ) -> CompletionStream: ...
+
+    def load_named_adapter(self, name: str, path: str) -> None: ...
+
+    def unload_named_adapter(self, name: str) -> None: ...

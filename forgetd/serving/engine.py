@@ -1,13 +1,20 @@
-"""The embedded serving engine: one base model, one peft LoRA adapter per served lineage version.
+"""The embedded serving engine: one base model, each served lineage version on top of it.
 
-Names a request may use: the base model's id, a served version ``<lineage>-v<version>``, or the
-lineage's name, an alias of its current version. A swap loads and checks the new version first, then
-moves the alias; the versions that are neither current nor the one just replaced are unloaded by the
-next sync once no running request holds them.
+Names a request may use: the base model's id, a served version ``<lineage>-v<version>``, the lineage's
+name (an alias of its current version), or a name an operator loaded through ``/v1/load_lora_adapter``.
 
-Locks, always taken in this order: ``_sync_lock`` (one sync at a time, the only place adapters are
-loaded or unloaded) -> ``_model_lock`` (peft's active adapter is global state, so one generate, load or
-unload at a time) -> ``_state_lock`` (names, aliases and refcounts; held briefly, never around torch).
+Atomic swaps: a request resolves its name once, at its start, into a lease on one version, and every
+token of every prompt of that request comes from that version; the alias moves in one assignment under
+``_state_lock``, so every request resolved after the move gets the new version. A swap loads and checks
+the new version first (hashes, base model, finite weights), then moves the alias; the versions that are
+neither current, nor the one just replaced, nor loaded by name, are unloaded once no lease holds them.
+The store's pointer may move back (a rollback): the sync follows it whichever way it moves.
+
+How a version generates (peft adapter or merged weights) is the backend's business (``backends.py``).
+
+Locks, always taken in this order: ``_sync_lock`` (one sync or named load at a time, the only places
+versions are loaded or unloaded) -> the backend's generation lock -> ``_state_lock`` (names, aliases and
+refcounts; held briefly, never around torch).
 """
 
 from __future__ import annotations
@@ -20,40 +27,49 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import jinja2
 import torch
-from peft import PeftModel
 from safetensors import safe_open
 
 from adapters_store import AdapterRef, AdapterStore, IntegrityError, Manifest, StoreError
 from forgetd.metrics import ADAPTER_SWAP_DURATION, ADAPTER_SWAPS, COMPLETION_TOKENS, SERVED_ADAPTER_VERSION
+from forgetd.serving.backends import make_backend
 from forgetd.serving.domain import (
     AdapterLoadError,
+    AdapterRequestError,
+    ChatTemplateError,
+    Completion,
     CompletionResult,
     GenerationParams,
     Lease,
     ServedModel,
+    ServeMode,
     UnknownModelError,
 )
-from forgetd.serving.generation import generate_one
+from forgetd.serving.generation import SnapshotStreamer, generate_one
+from forgetd.serving.lora import ADAPTER_WEIGHTS_FILE
+from forgetd.serving.named import store_version_at, validate_adapter_name
+from forgetd.serving.streaming import ThreadedStream
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from forgetd.models import LoadedModel
     from forgetd.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
-
 
 @dataclass
 class _Adapter:
-    """A version loaded into the peft model; ``retired`` ones answer no new request."""
+    """A loaded version; ``retired`` ones answer no new request, ``named`` ones the sync never retires."""
 
     ref: AdapterRef
     path: Path
     created: int
+    named: bool = False
     refs: int = 0
     retired: bool = False
 
@@ -61,24 +77,31 @@ class _Adapter:
 class EmbeddedEngine:
     """Serves completions from a base model and the adapter store's current versions.
 
-    The engine owns ``loaded.model``: peft injects LoRA layers into it when the first version loads.
+    The engine owns ``loaded.model``: in adapter mode the projections an adapter targets are wrapped in
+    serving LoRA layers when the first version loads.
     """
 
-    def __init__(self, loaded: LoadedModel, store: AdapterStore, declared_lineages: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        store: AdapterStore,
+        declared_lineages: Sequence[str] = (),
+        *,
+        mode: ServeMode = "adapter",
+    ) -> None:
         self._loaded = loaded
         self._store = store
         # Lineages whose alias answers with the base until their first version: clients can name the
         # alias from day one and never change it.
         self._declared = frozenset(declared_lineages)
         self._created = int(time.time())
-        self._peft: PeftModel | None = None  # set when the first adapter is loaded
-        self._active: str | None = None  # adapter set on the peft model; None: unknown, set it again
-        self._adapters: dict[str, _Adapter] = {}  # served_name -> loaded adapter, retired ones included
-        self._aliases: dict[str, str] = {}  # lineage -> served_name of its current version
+        self._backend = make_backend(mode, loaded.model)
+        self._adapters: dict[str, _Adapter] = {}  # served name -> loaded adapter, retired ones included
+        self._aliases: dict[str, str] = {}  # lineage -> served name of its current version
         self._refused: set[str] = set()  # tampered versions: never retried, counted once
         self._sync_lock = threading.Lock()
-        self._model_lock = threading.Lock()
         self._state_lock = threading.Lock()
+        self.mode = mode
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmbeddedEngine:
@@ -87,7 +110,8 @@ class EmbeddedEngine:
 
         path = resolve_model_path(settings.model, settings.models_dir)
         loaded = load_model(path, select_device(settings.device))
-        return cls(loaded, AdapterStore(settings.adapters_dir), declared_lineages=[settings.default_lineage])
+        return cls(loaded, settings.open_adapter_store(), declared_lineages=[settings.default_lineage],
+                   mode=settings.serve_mode)
 
     @property
     def base_model_id(self) -> str:
@@ -115,6 +139,19 @@ class EmbeddedEngine:
 
     # Requests
 
+    def chat_prompt(self, messages: Sequence[dict[str, str]]) -> str:
+        """The prompt the tokenizer's chat template makes of ``messages``, ready for the assistant's turn."""
+        tokenizer = self._loaded.tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            raise ChatTemplateError(f"the tokenizer of {self.base_model_id} has no chat template; "
+                                    "use /v1/completions with a prompt instead")
+        try:
+            prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        except jinja2.TemplateError as e:
+            # The error's kind only: a template's message may quote the messages.
+            raise ChatTemplateError(f"the chat template refused the messages: {type(e).__name__}") from e
+        return str(prompt)
+
     @contextmanager
     def acquire(self, model: str) -> Iterator[Lease]:
         """Resolve ``model`` once and keep that version loaded until the block ends.
@@ -125,23 +162,50 @@ class EmbeddedEngine:
         try:
             yield lease
         finally:
-            if lease.adapter is not None:
-                with self._state_lock:
-                    self._adapters[lease.adapter].refs -= 1
+            self._release(lease)
 
-    def generate(self, lease: Lease, prompts: Sequence[str], params: GenerationParams) -> CompletionResult:
+    def generate(
+        self, lease: Lease, prompts: Sequence[str], params: GenerationParams, *, templated: bool = False
+    ) -> CompletionResult:
         """Complete each prompt with the lease's version; the model is taken one prompt at a time."""
-        completions = []
-        for prompt in prompts:
-            with self._model_lock, self._using(lease.adapter) as model:
-                completions.append(generate_one(model, self._loaded.tokenizer, prompt, params))
-            COMPLETION_TOKENS.inc(completions[-1].completion_tokens)
+        completions = [self._generate(lease, prompt, params, templated=templated) for prompt in prompts]
         return CompletionResult(lease.served_name, completions)
 
-    def complete(self, model: str, prompts: Sequence[str], params: GenerationParams) -> CompletionResult:
+    def complete(
+        self, model: str, prompts: Sequence[str], params: GenerationParams, *, templated: bool = False
+    ) -> CompletionResult:
         """Resolve ``model`` and complete every prompt with the version it named at the start."""
         with self.acquire(model) as lease:
-            return self.generate(lease, prompts, params)
+            return self.generate(lease, prompts, params, templated=templated)
+
+    def stream(
+        self, model: str, prompts: Sequence[str], params: GenerationParams, *, templated: bool = False
+    ) -> ThreadedStream:
+        """Resolve ``model`` now (an unknown name raises before anything streams), then generate on a
+        thread that holds the lease until it ends; the stream yields the text as it grows."""
+        lease = self._resolve(model)
+
+        def generate(prompt: str, on_text: Callable[[str], None], cancel: threading.Event) -> Completion:
+            streamer = SnapshotStreamer(self._loaded.tokenizer, on_text)
+            return self._generate(lease, prompt, params, templated=templated, streamer=streamer, cancel=cancel)
+
+        return ThreadedStream(lease.served_name, prompts, params.stop, generate, lambda: self._release(lease)).start()
+
+    def _generate(
+        self,
+        lease: Lease,
+        prompt: str,
+        params: GenerationParams,
+        *,
+        templated: bool,
+        streamer: SnapshotStreamer | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Completion:
+        with self._backend.generating(lease.adapter) as model:
+            completion = generate_one(model, self._loaded.tokenizer, prompt, params, templated=templated,
+                                      streamer=streamer, cancel=cancel)
+        COMPLETION_TOKENS.inc(completion.completion_tokens)
+        return completion
 
     def _resolve(self, model: str) -> Lease:
         if model == self.base_model_id:
@@ -156,20 +220,10 @@ class EmbeddedEngine:
             adapter.refs += 1
             return Lease(model, name, name)
 
-    @contextmanager
-    def _using(self, adapter: str | None) -> Iterator[Any]:
-        """The module to generate with, ``adapter`` active (None: the base); caller holds the model lock."""
-        if self._peft is None:
-            yield self._loaded.model
-        elif adapter is None:
-            # While peft wraps the base, its LoRA layers are live: switch them off to answer as the base.
-            with self._peft.disable_adapter():
-                yield self._peft
-        else:
-            if adapter != self._active:
-                self._peft.set_adapter(adapter)
-                self._active = adapter
-            yield self._peft
+    def _release(self, lease: Lease) -> None:
+        if lease.adapter is not None:
+            with self._state_lock:
+                self._adapters[lease.adapter].refs -= 1
 
     # Swaps
 
@@ -181,6 +235,8 @@ class EmbeddedEngine:
         """
         for lineage in self._store.lineages():
             self._sync(lineage, time.monotonic())
+        with self._sync_lock:
+            self._unload_retired()  # also what an unload by name left behind while a request held it
 
     def sync_lineage(self, lineage: str, *, started_at: float | None = None) -> None:
         """Move ``lineage``'s alias to its current store version; ``started_at`` (monotonic) times it."""
@@ -199,7 +255,7 @@ class EmbeddedEngine:
                 logger.error("adapter lineage %s: current version failed its integrity check", lineage)
                 ADAPTER_SWAPS.labels(lineage, "integrity_error").inc()
                 return
-            except (AdapterLoadError, StoreError, OSError, ValueError, RuntimeError) as e:
+            except (AdapterLoadError, StoreError, OSError, ValueError, RuntimeError, KeyError) as e:
                 logger.error("adapter lineage %s: swap failed: %s", lineage, e)
                 ADAPTER_SWAPS.labels(lineage, "failed").inc()
                 return
@@ -220,14 +276,12 @@ class EmbeddedEngine:
                 return False
             loaded = name in self._adapters
         if not loaded:
-            self._load(self._store.manifest(lineage, version))
+            self._load(self._store.manifest(lineage, version), name)
         self._move_alias(lineage, name)
         return True
 
-    def _load(self, manifest: Manifest) -> None:
-        """Verify a version's files and add it to the peft model under its served name."""
-        ref = manifest.ref
-        name = ref.served_name
+    def _load(self, manifest: Manifest, name: str, *, named: bool = False) -> None:
+        """Verify a version's files and make it servable under ``name``; only then is it visible."""
         if manifest.base_model != self.base_model_id:
             # A version trained on another base could load (same shapes) and answer nonsense.
             with self._state_lock:
@@ -235,21 +289,16 @@ class EmbeddedEngine:
             raise AdapterLoadError(name, f"trained for base {manifest.base_model!r}, "
                                          f"this engine serves {self.base_model_id!r}")
         try:
-            path = self._store.verified_path(ref.lineage, ref.version)
+            path = self._store.verified_path(manifest.ref.lineage, manifest.ref.version)
         except IntegrityError:
             with self._state_lock:
                 self._refused.add(name)
             raise
         _check_finite(path, name)
-        with self._model_lock:
-            if self._peft is None:
-                self._peft = PeftModel.from_pretrained(self._loaded.model, path, adapter_name=name)
-            else:
-                self._peft.load_adapter(path, adapter_name=name)
-            self._active = None  # loading may move peft's active adapter
+        self._backend.add(name, path)
         with self._state_lock:
-            self._adapters[name] = _Adapter(ref, path, _timestamp(manifest.created_at))
-        logger.info("adapter %s loaded", name)
+            self._adapters[name] = _Adapter(manifest.ref, path, _timestamp(manifest.created_at), named=named)
+        logger.info("adapter %s loaded (%s mode)", name, self.mode)
 
     def _move_alias(self, lineage: str, name: str) -> None:
         """Point the alias at ``name``; keep it and the one it replaces, retire the lineage's others."""
@@ -257,25 +306,80 @@ class EmbeddedEngine:
             previous = self._aliases.get(lineage)
             self._aliases[lineage] = name
             for served, adapter in self._adapters.items():
-                if adapter.ref.lineage == lineage:
+                if adapter.ref.lineage == lineage and not adapter.named:
                     adapter.retired = served not in (name, previous)
             version = self._adapters[name].ref.version
         SERVED_ADAPTER_VERSION.labels(lineage).set(version)
         logger.info("lineage %s now served by %s (was %s)", lineage, name, previous)
 
     def _unload_retired(self) -> None:
-        """Delete retired adapters no request holds (caller holds the sync lock, so none reloads)."""
+        """Unload retired adapters no request holds (caller holds the sync lock, so none reloads)."""
         with self._state_lock:
             idle = [name for name, a in self._adapters.items() if a.retired and a.refs == 0]
             for name in idle:
                 del self._adapters[name]
-        if not idle or self._peft is None:
-            return
-        with self._model_lock:
-            for name in idle:
-                self._peft.delete_adapter(name)
-                logger.info("adapter %s unloaded", name)
-            self._active = None
+        for name in idle:
+            self._backend.remove(name)
+            logger.info("adapter %s unloaded", name)
+
+    # Loading by name (vLLM's runtime LoRA API)
+
+    def load_named_adapter(self, name: str, path: str) -> None:
+        """Serve the store version at ``path`` under ``name`` until :meth:`unload_named_adapter`.
+
+        Raises :class:`AdapterRequestError` with vLLM's status and wording (400 for a name in use, 404
+        for a path with no adapter) and forgetd's own refusals (paths outside the store, a name that
+        says another version, files failing their hashes).
+        """
+        validate_adapter_name(name)
+        ref = store_version_at(self._store, path)
+        if _names_a_version(name) and name != ref.served_name:
+            raise AdapterRequestError(400, "InvalidUserInput", f"lora_name {name!r} names another version "
+                                      f"than the one at lora_path ({ref.served_name})", "lora_name")
+        with self._sync_lock:
+            self._check_name_free(name)
+            try:
+                self._load(self._store.manifest(ref.lineage, ref.version), name, named=True)
+            except (AdapterLoadError, StoreError, OSError, ValueError, RuntimeError, KeyError) as e:
+                with self._state_lock:
+                    self._refused.discard(name)  # a name given by hand may be given again, fixed
+                raise AdapterRequestError(400, "BadRequestError", f"adapter {name!r} not loaded: {e}") from e
+
+    def unload_named_adapter(self, name: str) -> None:
+        """Stop serving ``name`` (404 when it is not served); requests holding it finish on it first."""
+        with self._sync_lock, self._state_lock:
+            adapter = self._adapters.get(name)
+            if adapter is None or adapter.retired:
+                raise AdapterRequestError(404, "NotFoundError", f"The lora adapter '{name}' cannot be found.",
+                                          "lora_name")
+            lineage = next((lin for lin, target in self._aliases.items() if target == name), None)
+            if lineage is not None:
+                raise AdapterRequestError(409, "Conflict", f"{name!r} is what lineage {lineage!r} serves now; "
+                                          "roll the lineage back or forward instead", "lora_name")
+            adapter.retired = True
+            adapter.named = False
+        with self._sync_lock:
+            self._unload_retired()
+
+    def _check_name_free(self, name: str) -> None:
+        with self._state_lock:
+            existing = self._adapters.get(name)
+            taken = name == self.base_model_id or name in self._aliases or name in self._declared
+        if taken or (existing is not None and not existing.retired):
+            raise AdapterRequestError(400, "InvalidUserInput", f"The lora adapter '{name}' has already been "
+                                      "loaded. If you want to load the adapter in place, set 'load_inplace' "
+                                      "to True.", "lora_name")
+        if existing is not None:
+            raise AdapterRequestError(409, "Conflict", f"{name!r} is still finishing requests after its unload; "
+                                      "retry in a moment", "lora_name")
+
+
+def _names_a_version(name: str) -> bool:
+    try:
+        AdapterRef.parse(name)
+    except StoreError:
+        return False
+    return True
 
 
 def _timestamp(iso: str) -> int:

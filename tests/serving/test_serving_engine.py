@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from serving_helpers import LINEAGE, PROMPT, Publish
+from serving_helpers import LINEAGE, PROMPT, Publish, tamper
 
 from adapters_store import AdapterStore
 from forgetd.metrics import ADAPTER_SWAPS, SERVED_ADAPTER_VERSION
@@ -87,7 +86,7 @@ def test_tampered_version_is_refused_and_previous_keeps_serving(
     engine.sync_from_store()
     v1 = _text(engine, LINEAGE)
     publish(2)
-    _tamper(store.version_path(LINEAGE, 2) / "adapter_model.safetensors")
+    tamper(store.version_path(LINEAGE, 2) / "adapter_model.safetensors")
     refused = ADAPTER_SWAPS.labels(LINEAGE, "integrity_error")
     before = refused._value.get()
 
@@ -148,13 +147,6 @@ def _text_with(engine: EmbeddedEngine, params: GenerationParams) -> str:
 def test_generation_params_refuse_bad_values(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         GenerationParams(**kwargs)  # type: ignore[arg-type]
-
-
-def _tamper(path: Path) -> None:
-    os.chmod(path, 0o644)  # the store publishes versions read-only
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    path.write_bytes(bytes(data))
 
 
 def test_a_declared_lineage_answers_as_the_base_until_its_first_version(

@@ -101,7 +101,8 @@ def test_unknown_model_is_404_in_openai_shape(client: TestClient) -> None:
         ({"model": LINEAGE, "prompt": PROMPT, "max_tokens": 0}, "max_tokens"),
         ({"model": LINEAGE, "prompt": PROMPT, "max_tokens": MAX_TOKENS_LIMIT + 1}, "max_tokens"),
         ({"model": LINEAGE, "prompt": PROMPT, "temperature": -0.5}, "temperature"),
-        ({"model": LINEAGE, "prompt": PROMPT, "stream": True}, "stream"),
+        ({"model": LINEAGE, "prompt": PROMPT, "n": 2}, "n"),
+        ({"model": LINEAGE, "prompt": PROMPT, "stream": [True]}, "stream"),
         ({"model": LINEAGE, "prompt": PROMPT, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ],
 )
