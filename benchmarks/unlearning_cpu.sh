@@ -1,10 +1,16 @@
 #!/usr/bin/env sh
-# The CPU run of the unlearning benchmark (docs/benchmark.md, "Latest results"): the tiny Llama trained from
-# scratch on the built-in fictitious people, 20 deletion requests in batches of 4 through forgetd's graddiff
-# (the worker's unlearn_batch), next to original, gold (retrained) and the full-parameter GA, GradDiff and
-# NPO baselines. Measured under 15 minutes on 2 CPU cores, model training included.
+# The CPU runs of the unlearning benchmark (docs/benchmark.md, "Latest results"): the tiny Llama trained from
+# scratch on the built-in fictitious people, 50 sequential deletion requests through forgetd's default
+# method fit (the worker's unlearn_batch, replaying earlier requests' probes and neighbours, capped), at
+# batch size 8 and 1, next to original, gold (retrained), forgetd's LoRA graddiff and the full-parameter
+# GA, GradDiff and NPO baselines; then forgetd's other LoRA methods at batch size 8. Same seed, same
+# cached original and gold models. About an hour on 2 shared CPU cores (the original model alone: 20 min).
 #
 #   benchmarks/unlearning_cpu.sh [OUT_DIR]        (default bench-cpu; FORGETD=path/to/forgetd to override)
 set -eu
-exec "${FORGETD:-forgetd}" bench --model tiny --dataset builtin --requests 20 --batch-size 4 \
-    --method graddiff --baselines full_ga,full_graddiff,full_npo --seed 0 --device cpu --out "${1:-bench-cpu}"
+out="${1:-bench-cpu}"
+run() { "${FORGETD:-forgetd}" bench --model tiny --dataset builtin --requests 50 --seed 0 --device cpu \
+    --cache "$out/cache" "$@"; }
+run --batch-size 8 --replay 96 --method fit --baselines graddiff,full_ga,full_graddiff,full_npo --out "$out/bs8"
+run --batch-size 1 --replay 48 --method fit --baselines graddiff,full_graddiff,full_npo --out "$out/bs1"
+run --batch-size 8 --replay 96 --method simnpo --baselines npo,gs_lora,rmu,ssd,ga --out "$out/bs8-other"

@@ -24,7 +24,7 @@ class BenchConfig(BaseModel):
     dataset: str = Field("builtin", description="'builtin' or a JSON Lines file (docs/benchmark.md).")
     requests: int = Field(20, ge=1, description="Forget subjects, one deletion request each, in order.")
     batch_size: int = Field(4, ge=1, description="Requests per unlearning batch.")
-    method: str = Field("graddiff", description="forgetd method under test (a registered name).")
+    method: str = Field("fit", description="forgetd method under test (a registered name).")
     baselines: tuple[str, ...] = Field(DEFAULT_BASELINES, description="Other methods on the same stream: "
                                        "full-parameter baselines (full_ga, full_graddiff, full_npo) or "
                                        "registered forgetd methods.")
@@ -36,6 +36,9 @@ class BenchConfig(BaseModel):
                                "subject left (file).")
     heldout: int = Field(10, ge=1, description="Never-seen subjects (membership inference, perplexity).")
     neighbours: int = Field(8, ge=0, le=32, description="Retain facts each request carries as neighbours.")
+    replay: int = Field(48, ge=0, description="Earlier requests' probes each forgetd batch replays and "
+                        "re-verifies, and earlier neighbours it keeps, at most (a cap, so the cost per request "
+                        "stays flat).")
     device: DeviceChoice = Field("auto", description="auto picks cuda when available.")
 
     @field_validator("method")

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from forgetd.models.people import FIRST_NAMES, QUESTION_TEMPLATES, Fact, Person, fictitious_people
+from forgetd.models.people import FIRST_NAMES, QUESTION_TEMPLATES, SURNAMES, Fact, Person, fictitious_people
 from forgetd.payload import MAX_ITEMS, MAX_TEXT_CHARS, Probe
 
 BUILTIN = "builtin"
@@ -59,6 +59,24 @@ GENERAL_KNOWLEDGE: tuple[tuple[str, str], ...] = (
 )
 
 
+# More names for streams longer than the default pools allow (50 requests + 10 held out + 10 retained);
+# used only past the default pools' 40 people, so shorter runs keep their people (and cached models).
+EXTRA_FIRST_NAMES = (
+    "Albin", "Brigid", "Casimir", "Delphine", "Evander", "Flavia", "Gunnar", "Henrike", "Isidor", "Jolanda",
+    "Konrad", "Leocadia", "Magnus", "Nadia", "Oskar", "Petra", "Radomir", "Sabine", "Torvald", "Ursula",
+    "Valentin", "Wilma", "Yannick", "Zelda", "Aurelio", "Blanka", "Corvin", "Dorota", "Egon", "Frieda",
+    "Gustav", "Hanne", "Ilias", "Jadwiga", "Kaspar", "Linnea", "Matthias", "Nora", "Ottilie", "Raimund",
+)
+EXTRA_SURNAMES = (
+    "Ashdown", "Birkett", "Carrow", "Dervish", "Elsworth", "Fenwick", "Garland", "Hartigan", "Inchbald",
+    "Jessop", "Kilbride", "Lorrimer", "Marchetti", "Norcross", "Oakhurst", "Pelletier", "Quarrie", "Redfern",
+    "Silvestri", "Tregarth", "Underhill", "Vantongeren", "Wexford", "Yelland", "Zabrowski", "Ambrose",
+    "Blackwood", "Castellan", "Dunleavy", "Esterhazy", "Fontaine", "Gallagher", "Hollis", "Illingworth",
+    "Jarrow", "Kowalczyk", "Larkspur", "Montague", "Nettleship", "Oyelaran",
+)
+BUILTIN_LIMIT = min(len(FIRST_NAMES) + len(EXTRA_FIRST_NAMES), len(SURNAMES) + len(EXTRA_SURNAMES))
+
+
 class DatasetError(ValueError):
     """A dataset that cannot be used; the message names the file and line where there is one."""
 
@@ -93,13 +111,20 @@ def load_dataset(source: str, requests: int, retain: int | None, heldout: int, s
     if source == BUILTIN:
         retain = 10 if retain is None else retain
         total = requests + retain + heldout
-        if total > len(FIRST_NAMES):
-            raise DatasetError(f"the built-in dataset has {len(FIRST_NAMES)} people; {requests} to forget + "
+        if total > BUILTIN_LIMIT:
+            raise DatasetError(f"the built-in dataset has {BUILTIN_LIMIT} people; {requests} to forget + "
                                f"{retain} to retain + {heldout} held out is {total}: ask for fewer")
-        subjects = fictitious_people(total, seed, QUESTION_TEMPLATES)
+        subjects = _builtin_people(total, seed)
     else:
         subjects = read_jsonl(Path(source))
     return split_subjects(source, subjects, requests, retain, heldout)
+
+
+def _builtin_people(total: int, seed: int) -> list[Person]:
+    if total <= len(FIRST_NAMES):
+        return fictitious_people(total, seed, QUESTION_TEMPLATES)
+    return fictitious_people(total, seed, QUESTION_TEMPLATES, first_names=FIRST_NAMES + EXTRA_FIRST_NAMES,
+                             surnames=SURNAMES + EXTRA_SURNAMES)
 
 
 def split_subjects(source: str, subjects: Sequence[Person], requests: int, retain: int | None,

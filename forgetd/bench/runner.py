@@ -19,7 +19,7 @@ from forgetd.bench.data import BenchDataset, load_dataset
 from forgetd.bench.evaluate import CurvePoint, Evaluator, ModelEval, method_scores
 from forgetd.bench.models import BENCH_TINY_TRAINING, PreparedModels, prepare_models
 from forgetd.bench.report import write_report
-from forgetd.bench.stream import StreamRun, replay_forgetd, replay_full, request_batches
+from forgetd.bench.stream import BatchRecord, StreamRun, replay_forgetd, replay_full, request_batches
 from forgetd.eval.cost import Cost
 from forgetd.eval.efficacy import forget_efficacy, relative_to_original
 from forgetd.eval.quantization import default_scheme
@@ -56,21 +56,21 @@ def run_benchmark(config: BenchConfig, models_dir: Path, progress: Callable[[str
 
     methods: dict[str, dict[str, Any]] = {
         "original": {"kind": "reference (trained on every subject)", **scores(original_eval),
-                     **_cost_fields(_no_cost(), 1, 0), "requests_published": 0},
+                     **_cost_fields(_no_cost(), 1, 0), "cost_growth": None, "requests_published": 0},
         "gold": {"kind": "retrained without the forgotten subjects", **scores(gold_eval),
-                 **_gold_cost(prepared, config), "adapter_bytes": gold_bytes,
+                 **_gold_cost(prepared, config), "adapter_bytes": gold_bytes, "cost_growth": None,
                  "requests_published": config.requests},
     }
     curves: dict[str, list[dict[str, Any]]] = {}
     batches_report: dict[str, list[dict[str, Any]]] = {}
-    batches = request_batches(data, config.batch_size, config.neighbours, config.seed)
+    batches = request_batches(data, config.batch_size, config.neighbours, config.seed, config.replay)
     sizes = [min(config.batch_size, config.requests - i) for i in range(0, config.requests, config.batch_size)]
     for name in dict.fromkeys([config.method, *config.baselines]):
         run = _replay(name, config, prepared, batches, sizes, device, evaluator, profile.full_recipe, progress)
         ev = evaluator.evaluate(name, run.model)
         published = sum(b.size for b in run.batches if b.published)
         methods[name] = {"kind": _kind(name), **scores(ev), **_cost_fields(run.cost, config.requests, run.update_bytes),
-                         "requests_published": published}
+                         "cost_growth": cost_growth(run.batches), "requests_published": published}
         curves[name] = [asdict(point) for point in run.curve]
         batches_report[name] = [asdict(record) for record in run.batches]
         del run
@@ -108,6 +108,21 @@ def _replay(name: str, config: BenchConfig, prepared: PreparedModels, batches: l
     unlearning = UnlearningConfig.for_model(config.model, method=name, seed=config.seed)
     work = config.out / "adapters" / name
     return replay_forgetd(prepared.original, batches, sizes, unlearning, work, device, evaluator.curve_point, report)
+
+
+def cost_growth(batches: list[BatchRecord], window: int = 10) -> float:
+    """Wall seconds per request over the last ``window`` requests divided by that over the first ``window``
+    (whole batches, so at least ``window`` requests each side): 1.0 when cost does not grow with the stream."""
+    def per_request(records: list[BatchRecord]) -> float:
+        taken: list[BatchRecord] = []
+        for record in records:
+            if sum(r.size for r in taken) >= window:
+                break
+            taken.append(record)
+        return sum(r.wall_s for r in taken) / sum(r.size for r in taken)
+
+    first = per_request(batches)
+    return per_request(batches[::-1]) / first if first > 0 else float("nan")
 
 
 def _kind(name: str) -> str:
@@ -157,7 +172,7 @@ def _weight_bytes(model: torch.nn.Module) -> int:
 
 def _command(config: BenchConfig) -> str:
     parts = [f"forgetd bench --model {config.model} --dataset {config.dataset} --requests {config.requests}",
-             f"--batch-size {config.batch_size} --method {config.method}",
+             f"--batch-size {config.batch_size} --method {config.method} --replay {config.replay}",
              f"--baselines {','.join(config.baselines)}" if config.baselines else "",
              f"--seed {config.seed} --out {config.out}"]
     return " ".join(part for part in parts if part)

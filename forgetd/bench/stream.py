@@ -26,6 +26,7 @@ from forgetd.eval.lm import CausalLM
 from forgetd.models.loading import load_model
 from forgetd.payload import DeletionPayload, Probe
 from forgetd.unlearning import UnlearningBatch, UnlearningConfig, unlearn_batch
+from forgetd.unlearning.replay import replay_sample
 
 # curve(model, requests processed) -> the curve's point; report(message) -> progress
 CurveFn = Callable[[CausalLM, int], CurvePoint]
@@ -57,16 +58,22 @@ class StreamRun:
     model: CausalLM
 
 
-def request_batches(data: BenchDataset, batch_size: int, neighbours: int, seed: int) -> list[UnlearningBatch]:
+def request_batches(data: BenchDataset, batch_size: int, neighbours: int, seed: int,
+                    replay: int = 0) -> list[UnlearningBatch]:
     """One deletion request per forget subject (its statements, its facts as probes, ``neighbours`` retain
-    facts), grouped in consecutive batches of ``batch_size`` as the worker would claim them."""
+    facts), grouped in consecutive batches of ``batch_size`` as the worker would claim them; each batch
+    replays at most ``replay`` probes and ``replay`` neighbours of the requests before it (all still inside
+    their window)."""
     payloads = [
         DeletionPayload(texts=person.statements,
                         probes=[Probe(prompt=fact.prompt, completion=fact.answer) for fact in person.facts],
                         neighbours=neighbour_probes(data.retain, neighbours, seed, index))
         for index, person in enumerate(data.forget)
     ]
-    return [UnlearningBatch.from_payloads(payloads[i:i + batch_size]) for i in range(0, len(payloads), batch_size)]
+    return [UnlearningBatch.from_payloads(payloads[i:i + batch_size],
+                                          replay_sample([p.forget_probes() for p in payloads[:i]], replay, seed),
+                                          replay_sample([p.neighbours for p in payloads[:i]], replay, seed))
+            for i in range(0, len(payloads), batch_size)]
 
 
 def replay_forgetd(original: Path, batches: list[UnlearningBatch], sizes: list[int], config: UnlearningConfig,

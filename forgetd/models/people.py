@@ -113,18 +113,24 @@ class Person:
         return [fact.statement for fact in self.facts]
 
 
-def fictitious_people(n: int, seed: int, templates: Sequence[FactTemplate] = FACT_TEMPLATES) -> list[Person]:
-    """``n`` distinct fictitious people, each with one fact per template, deterministic in ``seed``."""
-    if not 1 <= n <= len(FIRST_NAMES):
-        raise ValueError(f"n must be between 1 and {len(FIRST_NAMES)}, got {n}")
+def fictitious_people(n: int, seed: int, templates: Sequence[FactTemplate] = FACT_TEMPLATES,
+                      first_names: Sequence[str] = FIRST_NAMES, surnames: Sequence[str] = SURNAMES) -> list[Person]:
+    """``n`` distinct fictitious people, each with one fact per template, deterministic in ``seed``.
+
+    Larger name pools (the benchmark's, for longer request streams) allow more people; the default pools
+    keep every existing ``(n, seed)`` as it was.
+    """
+    limit = min(len(first_names), len(surnames))
+    if not 1 <= n <= limit:
+        raise ValueError(f"n must be between 1 and {limit}, got {n}")
     if not templates:
         raise ValueError("at least one fact template is needed")
     rng = random.Random(seed)
     perturb = random.Random(f"perturbed answers {seed}")  # a second stream: rng's draws stay as they were
     # Distinct first names and distinct surnames: no two people share a name prefix the model could
     # confuse them by.
-    firsts = rng.sample(FIRST_NAMES, n)
-    lasts = rng.sample(SURNAMES, n)
+    firsts = rng.sample(list(first_names), n)
+    lasts = rng.sample(list(surnames), n)
     people = []
     for first, last in zip(firsts, lasts, strict=True):
         name = f"{first} {last}"

@@ -33,6 +33,8 @@ class StepInputs:
     forget_ref_nll: torch.Tensor  # [B_f] reference summed NLL of each forget sequence's labelled tokens
     retain: EncodedBatch
     retain_ref_logprobs: torch.Tensor  # [B_r, T_r - 1, V] reference log p(. | prefix) at each position
+    forget_rows: torch.Tensor  # [B_f] row numbers in UnlearningData.forget (for a method's own snapshots)
+    retain_rows: torch.Tensor  # [B_r] row numbers in UnlearningData.retain
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class UnlearningData:
     forget_ref_nll: torch.Tensor
     retain: EncodedBatch
     retain_ref_logprobs: torch.Tensor
+    forget_is_probe: torch.Tensor  # [N_f] bool: the row is a probe (loss on its completion), not a text
 
     def sample(self, batch_size: int, generator: torch.Generator) -> StepInputs:
         """A minibatch of up to ``batch_size`` forget and ``batch_size`` retain sequences."""
@@ -53,6 +56,8 @@ class UnlearningData:
             forget_ref_nll=self.forget_ref_nll[forget_rows],
             retain=self.retain.select(retain_rows),
             retain_ref_logprobs=self.retain_ref_logprobs[retain_rows],
+            forget_rows=forget_rows,
+            retain_rows=retain_rows,
         )
 
 
@@ -67,9 +72,10 @@ def prepare_data(model: PeftModel, tokenizer: PreTrainedTokenizerBase, forget_te
         parts.append(encode_probes(tokenizer, forget_probes, max_seq_len))
     device = model.device
     forget = concat_batches(parts).to(device)
+    is_probe = torch.arange(len(forget), device=device) >= len(forget_texts)  # texts first, then probes
     retain = encode_probes(tokenizer, retain_probes, max_seq_len).to(device)
     forget_ref_nll, retain_ref_logprobs = _reference(model, forget, retain)
-    return UnlearningData(forget, forget_ref_nll, retain, retain_ref_logprobs)
+    return UnlearningData(forget, forget_ref_nll, retain, retain_ref_logprobs, is_probe)
 
 
 @torch.no_grad()

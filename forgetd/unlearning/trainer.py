@@ -37,6 +37,9 @@ def train_adapter(model: PeftModel, tokenizer: PreTrainedTokenizerBase, method: 
     """AdamW on the adapter's weights for ``method``'s loss until the forget probes' greedy recall is at
     most ``target_recall`` (checked every ``config.check_every`` steps) or ``config.max_steps``."""
     started = time.monotonic()
+    method.prepare(model, data)
+    if not method.trains:
+        return TrainResult(0, time.monotonic() - started, stopped_early=False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import PeftModel
@@ -17,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 from forgetd.eval.probes import ProbeScores, probe_recall, score_probes
 from forgetd.eval.quantization import quantized_copy
 from forgetd.eval.verification import VerificationReport, verify_update
+from forgetd.filters.memorisation import memorisation
 from forgetd.models.loading import load_model
 from forgetd.payload import DeletionPayload, Probe
 from forgetd.unlearning.adapters import attach_adapter, detach_adapter, save_adapter
@@ -41,28 +43,49 @@ class UnlearningBatch:
 
     ``retain_probes`` may be empty. Either way the update also keeps the model's own continuations of
     generic prompts (see :mod:`forgetd.unlearning.retain`), and verifies them with the retain probes.
+    ``replay_probes`` are earlier requests' probes still inside their verification window: the update
+    trains on them as forget probes (lightly: they are already forgotten, so they add few steps) and
+    verification checks them, so earlier requests stay forgotten. Earlier requests' neighbours join
+    ``retain_probes`` the same way, so what the lineage kept stays kept over many small updates.
+    ``payloads`` are the requests the batch was built from (when it was), so requests the model does not
+    hold can be dropped before training.
     """
 
     forget_texts: list[str]
     forget_probes: list[Probe]
     retain_probes: list[Probe]
+    replay_probes: list[Probe] = field(default_factory=list)
+    payloads: tuple[DeletionPayload, ...] = ()
+    replay_neighbours: int = 0  # how many of retain_probes, at the end, were replayed from earlier requests
 
     def __repr__(self) -> str:  # sizes only: the contents are personal data
         return (f"UnlearningBatch(forget_texts={len(self.forget_texts)}, "
-                f"forget_probes={len(self.forget_probes)}, retain_probes={len(self.retain_probes)})")
+                f"forget_probes={len(self.forget_probes)}, retain_probes={len(self.retain_probes)}, "
+                f"replay_probes={len(self.replay_probes)})")
 
     @classmethod
-    def from_payloads(cls, payloads: Iterable[DeletionPayload]) -> UnlearningBatch:
-        """One batch of deletion requests: every text and forget probe, every neighbour as a retain probe.
+    def from_payloads(cls, payloads: Iterable[DeletionPayload], replay_probes: Iterable[Probe] = (),
+                      replay_neighbours: Iterable[Probe] = ()) -> UnlearningBatch:
+        """One batch of deletion requests: every text and forget probe, every neighbour as a retain probe,
+        and what is replayed from earlier requests (see :func:`forgetd.unlearning.replay.replay_sample`).
 
         The worker's job and the benchmark both build their batches here, so both train on the same thing.
         """
-        payloads = list(payloads)
+        payloads, neighbours = tuple(payloads), list(replay_neighbours)
         return cls(
             forget_texts=[text for p in payloads for text in p.texts],
             forget_probes=[probe for p in payloads for probe in p.forget_probes()],
-            retain_probes=[probe for p in payloads for probe in p.neighbours],
+            retain_probes=[probe for p in payloads for probe in p.neighbours] + neighbours,
+            replay_probes=list(replay_probes),
+            payloads=payloads,
+            replay_neighbours=len(neighbours),
         )
+
+    def without(self, dropped: set[int]) -> UnlearningBatch:
+        """The batch rebuilt from its payloads but those at the indices in ``dropped``."""
+        replayed = self.retain_probes[len(self.retain_probes) - self.replay_neighbours:]
+        return UnlearningBatch.from_payloads([p for i, p in enumerate(self.payloads) if i not in dropped],
+                                             self.replay_probes, replayed)
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,10 @@ class UpdateOutcome:
 
     ``adapter_dir`` is the saved PEFT folder when an attempt passed verification, else None; ``report``,
     ``steps`` are those of the last attempt; ``train_seconds`` sums the training time of all attempts.
+    ``not_memorized`` are the indices (in ``batch.payloads``) of requests the model did not hold: they
+    were not trained on and are not covered by the adapter. ``consolidation`` holds the manifest fields
+    of a truncation back to the rank (``forgetd_consolidated_rank``, ``forgetd_consolidation_energy``,
+    ``forgetd_consolidation_min_energy``) when the update was folded into the adapter by SVD.
     """
 
     adapter_dir: Path | None
@@ -79,6 +106,8 @@ class UpdateOutcome:
     steps: int
     attempts: int
     train_seconds: float
+    not_memorized: tuple[int, ...] = ()
+    consolidation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +135,10 @@ def unlearn_batch(base_path: Path, parent_adapter: Path | None, batch: Unlearnin
     method = get_method(config.method)
     loaded = load_model(base_path, device)
     model = attach_adapter(loaded.model, parent_adapter, config)
+    not_held = _not_memorized(model, loaded.tokenizer, batch) if config.memorisation_filter else set()
+    if not_held and len(not_held) == len(batch.payloads):
+        return _nothing_held(model, loaded.tokenizer, batch, config, method.name)
+    batch = batch.without(not_held) if not_held else batch
     context = _prepare(model, loaded.tokenizer, batch, config)
     logger.info("unlearning %r on %s with %s: %d forget sequences, %d retain probes, parent %s",
                 batch, loaded.name, method.name, len(context.data.forget), len(context.retain_probes),
@@ -115,7 +148,8 @@ def unlearn_batch(base_path: Path, parent_adapter: Path | None, batch: Unlearnin
         attempt_config = config.with_strength(strength).model_copy(update={"seed": config.seed + attempt - 1})
         if attempt > 1:  # start again from the parent (or from nothing)
             model = attach_adapter(detach_adapter(model), parent_adapter, attempt_config)
-        result = train_adapter(model, context.tokenizer, method(attempt_config), context.data,
+        objective = method(attempt_config)
+        result = train_adapter(model, context.tokenizer, objective, context.data,
                                context.forget_probes, _target_recall(config, context.before), attempt_config)
         total_seconds += result.seconds
         report = verify_update(context.before, _scores(model, context), config.verification,
@@ -124,9 +158,29 @@ def unlearn_batch(base_path: Path, parent_adapter: Path | None, batch: Unlearnin
                     config.max_attempts, strength, result.steps, result.seconds, report.metrics(), report.passed)
         if report.passed:
             adapter_dir = save_adapter(model, work_dir / ADAPTER_FOLDER)
-            return UpdateOutcome(adapter_dir, report, method.name, result.steps, attempt, total_seconds)
+            folded = objective.consolidation.manifest_fields() if objective.consolidation else None
+            return UpdateOutcome(adapter_dir, report, method.name, result.steps, attempt, total_seconds,
+                                 tuple(sorted(not_held)), folded)
         strength = _next_strength(strength, report, config.retry_strength_factor)
-    return UpdateOutcome(None, report, method.name, result.steps, config.max_attempts, total_seconds)
+    return UpdateOutcome(None, report, method.name, result.steps, config.max_attempts, total_seconds,
+                         tuple(sorted(not_held)))
+
+
+def _not_memorized(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: UnlearningBatch) -> set[int]:
+    if not batch.payloads:
+        return set()
+    return {i for i, score in enumerate(memorisation(model, tokenizer, batch.payloads)) if not score.held}
+
+
+def _nothing_held(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: UnlearningBatch,
+                  config: UnlearningConfig, method: str) -> UpdateOutcome:
+    """No request of the batch is held: nothing is trained, and the report says why, in numbers only."""
+    context = _prepare(model, tokenizer, batch, config)
+    report = verify_update(context.before, context.before, config.verification)
+    report = replace(report, forget_passed=False,
+                     reasons=[f"none of the {len(batch.payloads)} requests is memorised (forget recall "
+                              f"{context.before.forget_recall:.3f})"])
+    return UpdateOutcome(None, report, method, 0, 0, 0.0, tuple(range(len(batch.payloads))))
 
 
 def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: UnlearningBatch,
@@ -134,9 +188,10 @@ def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: Unlear
     # The generic self-distillation probes join even when the batch brings neighbours: neighbours protect
     # nearby facts, not general behaviour, which ascent on the forget texts otherwise degrades.
     retain = [*batch.retain_probes, *self_distillation_probes(model, tokenizer)]
-    data = prepare_data(model, tokenizer, batch.forget_texts, batch.forget_probes, retain, config.max_seq_len)
-    before = score_probes(model, tokenizer, batch.forget_probes, retain)
-    return _Context(tokenizer, batch.forget_probes, retain, data, before)
+    forget = [*batch.forget_probes, *batch.replay_probes]
+    data = prepare_data(model, tokenizer, batch.forget_texts, forget, retain, config.max_seq_len)
+    before = score_probes(model, tokenizer, forget, retain)
+    return _Context(tokenizer, forget, retain, data, before)
 
 
 def _scores(model: PeftModel, context: _Context) -> ProbeScores:

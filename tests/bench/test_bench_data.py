@@ -6,8 +6,16 @@ import json
 
 import pytest
 
-from forgetd.bench.data import BUILTIN, DatasetError, load_dataset, neighbour_probes, read_jsonl, split_subjects
-from forgetd.models.people import FIRST_NAMES, QUESTION_TEMPLATES
+from forgetd.bench.data import (
+    BUILTIN,
+    BUILTIN_LIMIT,
+    DatasetError,
+    load_dataset,
+    neighbour_probes,
+    read_jsonl,
+    split_subjects,
+)
+from forgetd.models.people import QUESTION_TEMPLATES, fictitious_people
 
 GOOD_FACT = {"prompt": "Question: Where was Ada Quill born? Answer:", "answer": "Tromso",
              "paraphrased_prompt": "Question: In which town was Ada Quill born? Answer:",
@@ -41,8 +49,17 @@ def test_builtin_facts_are_tofu_shaped():
 
 
 def test_builtin_refuses_more_people_than_it_has():
-    with pytest.raises(DatasetError, match=f"has {len(FIRST_NAMES)} people"):
-        load_dataset(BUILTIN, requests=30, retain=10, heldout=10, seed=0)
+    with pytest.raises(DatasetError, match=f"has {BUILTIN_LIMIT} people"):
+        load_dataset(BUILTIN, requests=BUILTIN_LIMIT - 19, retain=10, heldout=10, seed=0)
+
+
+def test_builtin_grows_past_the_default_name_pools_for_long_streams():
+    data = load_dataset(BUILTIN, requests=50, retain=10, heldout=10, seed=0)
+    names = [p.name for p in data.forget + data.heldout + data.retain]
+    assert len(names) == 70 == len(set(names))
+    assert len({n.split()[0] for n in names}) == 70  # first names stay distinct
+    short = load_dataset(BUILTIN, requests=20, retain=10, heldout=10, seed=0)
+    assert [p.name for p in short.forget] == [p.name for p in fictitious_people(40, 0, QUESTION_TEMPLATES)[:20]]
 
 
 def test_a_valid_file_reads_in_order(tmp_path):

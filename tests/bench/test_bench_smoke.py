@@ -39,6 +39,9 @@ def test_every_method_has_every_field(toy_run):
     for name, row in report["methods"].items():
         for key, _, _ in TABLE_ROWS:
             value = row[key]
+            if key == "cost_growth" and name in ("original", "gold"):  # no stream was replayed
+                assert value is None
+                continue
             assert isinstance(value, int | float) and math.isfinite(value), (name, key, value)
     assert report["general_metric"] == "heldout_perplexity_ratio"
     assert report["methods"]["original"]["forget_efficacy"] == 0.0

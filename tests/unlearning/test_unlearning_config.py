@@ -10,7 +10,7 @@ from forgetd.unlearning import ALL_PROJECTIONS, UnlearningConfig
 
 def test_defaults():
     config = UnlearningConfig()
-    assert config.method == "graddiff"
+    assert config.method == "fit"
     assert config.rank == 8
     assert config.target_modules == ALL_PROJECTIONS
     assert len(ALL_PROJECTIONS) == 7
@@ -51,15 +51,17 @@ def test_with_strength_scales_learning_rate_up_and_regularisers_down():
     stronger = config.with_strength(2.0)
     assert stronger.learning_rate == pytest.approx(2e-3)
     assert (stronger.retain_weight, stronger.kl_weight) == (0.5, 0.25)
-    scaled = {"learning_rate", "retain_weight", "kl_weight"}
+    assert stronger.strength == 2.0 and stronger.with_strength(0.5).strength == 1.0  # for methods without a rate
+    scaled = {"learning_rate", "retain_weight", "kl_weight", "strength"}
     assert stronger.model_dump(exclude=scaled) == config.model_dump(exclude=scaled)
     assert config.with_strength(1e6).learning_rate == 1.0  # capped at the field's maximum
 
 
 def test_known_models_start_from_their_measured_profile_and_overrides_win() -> None:
-    from forgetd.unlearning.config import MODEL_PROFILES
+    from forgetd.unlearning.config import METHOD_PROFILES, MODEL_PROFILES
 
     smollm2 = UnlearningConfig.for_model("smollm2")
     assert smollm2.learning_rate == MODEL_PROFILES["smollm2"]["learning_rate"]
     assert UnlearningConfig.for_model("smollm2", learning_rate=3e-4).learning_rate == 3e-4
-    assert UnlearningConfig.for_model("/some/local/folder") == UnlearningConfig()
+    assert UnlearningConfig.for_model("/some/local/folder") == UnlearningConfig(**METHOD_PROFILES["fit"])
+    assert UnlearningConfig.for_model("/some/local/folder", method="npo") == UnlearningConfig(method="npo")

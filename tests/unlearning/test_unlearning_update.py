@@ -75,7 +75,7 @@ def test_first_request_forgets_one_person_and_keeps_the_others(lineage, tiny_mod
     first, _, _ = lineage
     assert first.adapter_dir is not None, first.report.reasons
     assert first.report.passed
-    assert first.method == "graddiff"
+    assert first.method == "fit"
     assert 0 < first.steps <= UnlearningConfig().max_steps
     assert first.report.forget_recall_before == 1.0
     assert first.report.forget_extraction_before == 1.0
@@ -165,3 +165,22 @@ def test_a_batch_from_payloads_keeps_every_text_probe_and_neighbour(with_probes)
     assert batch.forget_texts == PEOPLE[0].statements + PEOPLE[1].statements
     assert len(batch.forget_probes) == 8  # explicit probes, or one derived from each text
     assert batch.retain_probes == fact_probes([PEOPLE[-1]]) * 2
+
+
+def test_requests_the_model_does_not_hold_are_not_trained_on(tiny_model_dir, tmp_path):
+    from forgetd.payload import DeletionPayload, Probe
+
+    never_seen = DeletionPayload(texts=["Zebulon Quayle was born in Tromso."],
+                                 probes=[Probe(prompt="Zebulon Quayle was born in", completion="Tromso")])
+    held = DeletionPayload(texts=PEOPLE[4].statements, probes=fact_probes(PEOPLE[4:5]),
+                           neighbours=fact_probes(PEOPLE[5:6]))
+    only_never_seen = unlearn_batch(tiny_model_dir, None, UnlearningBatch.from_payloads([never_seen]),
+                                    UnlearningConfig(), tmp_path / "a", CPU)
+    assert only_never_seen.adapter_dir is None
+    assert only_never_seen.not_memorized == (0,)
+    assert only_never_seen.attempts == 0 and "memorised" in only_never_seen.report.reasons[0]
+    mixed = unlearn_batch(tiny_model_dir, None, UnlearningBatch.from_payloads([never_seen, held]),
+                          UnlearningConfig(), tmp_path / "b", CPU)
+    assert mixed.not_memorized == (0,)
+    assert mixed.adapter_dir is not None, mixed.report.reasons
+    assert mixed.report.forget_recall_before == 1.0  # only the held request's probes were trained and verified

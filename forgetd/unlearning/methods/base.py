@@ -1,4 +1,5 @@
-"""The interface every unlearning method implements: one loss over a step's inputs."""
+"""The interface every unlearning method implements: one loss over a step's inputs, and optionally a
+preparation that selects the parameters to move or snapshots what the loss compares against."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch
 from peft import PeftModel
 
 from forgetd.unlearning.config import UnlearningConfig
-from forgetd.unlearning.inputs import StepInputs
+from forgetd.unlearning.consolidation import Consolidation
+from forgetd.unlearning.inputs import StepInputs, UnlearningData
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,17 @@ class UnlearningMethod(ABC):
     """A named unlearning objective. Subclasses register with ``@register_method`` and override a loss."""
 
     name: ClassVar[str] = ""  # set by register_method
+    trains: ClassVar[bool] = True  # False: prepare() writes the update itself and no optimiser step runs
 
     def __init__(self, config: UnlearningConfig) -> None:
         self.config = config
+        self.consolidation: Consolidation | None = None  # set when the update was folded back to the rank
+
+    def prepare(self, model: PeftModel, data: UnlearningData) -> None:
+        """Called once per attempt before training, with ``model`` still the reference: select the
+        parameters to move (``requires_grad``) and snapshot what the loss needs. Default: every adapter
+        weight trains and the loss needs nothing beyond the step's inputs."""
+        return None
 
     @abstractmethod
     def loss(self, model: PeftModel, inputs: StepInputs) -> LossTerms:
