@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -141,9 +142,9 @@ def _call(action: Callable[[ForgetdClient], object], url: str | None, *, admin: 
 @adapters_app.command("list")
 def adapters_list(lineage: Annotated[str | None, typer.Argument(help="One lineage; default: all.")] = None) -> None:
     """List published adapter versions from the store (no server needed)."""
-    from adapters_store import AdapterStore, StoreError
+    from adapters_store import StoreError
 
-    store = AdapterStore(_settings().adapters_dir)
+    store = _settings().open_adapter_store()
     try:
         for name in [lineage] if lineage else store.lineages():
             current = store.current_version(name)
@@ -154,6 +155,57 @@ def adapters_list(lineage: Annotated[str | None, typer.Argument(help="One lineag
                            f"created={manifest.created_at}")
     except StoreError as e:
         _fail(str(e))
+
+
+@adapters_app.command("check")
+def adapters_check(
+    directory: Annotated[Path, typer.Argument(help="A PEFT adapter folder (adapter_config.json + safetensors).")],
+    max_rank: Annotated[int | None, typer.Option(help="The vLLM server's --max-lora-rank; default: settings.")] = None,
+    base: Annotated[Path | None, typer.Option(help="Base model folder: its config.json picks the architecture "
+                                                   "and the shapes tensors must have.")] = None,
+) -> None:
+    """Check that vLLM would load an adapter (rank, bias, modules, DoRA, tensor keys and shapes)."""
+    from adapters_store import check_vllm_compatibility
+
+    base_config = None
+    if base is not None:
+        try:
+            base_config = json.loads((base / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            _fail(f"cannot read {base / 'config.json'}: {type(e).__name__}")
+    rank = max_rank if max_rank is not None else _settings().vllm_max_lora_rank
+    problems = check_vllm_compatibility(directory, max_rank=rank, base_config=base_config)
+    if problems:
+        typer.echo(f"{directory}: {len(problems)} problem(s) vLLM would refuse:")
+        for problem in problems:
+            typer.echo(f"  - {problem}")
+        raise typer.Exit(1)
+    typer.echo(f"{directory}: OK (vLLM would load it)")
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(
+    lineage: Annotated[str, typer.Argument(help="The lineage to move.")],
+    version: Annotated[int, typer.Argument(help="The published version to serve again.")],
+    reason: Annotated[str, typer.Option(help="Why; recorded in the lineage's history.")] = "rollback by operator",
+) -> None:
+    """Serve an earlier version again (store pointer + history), and tell the serving engines."""
+    import redis
+
+    from adapters_store import StoreError
+    from forgetd.serving.rollback import roll_back
+
+    settings = _settings()
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        announced = roll_back(settings.open_adapter_store(), client, settings.key_prefix, lineage, version,
+                              reason=reason)
+    except StoreError as e:
+        _fail(str(e))
+    finally:
+        client.close()
+    typer.echo(f"{lineage} now serves v{version}" + ("" if announced else
+               " (not announced: Redis unreachable; engines follow on their next re-sync)"))
 
 
 def _api_keys() -> ApiKeys:
@@ -227,7 +279,7 @@ def bench(
     dataset: Annotated[str, typer.Option(help="builtin, or a JSON Lines file (see docs/benchmark.md).")] = "builtin",
     requests: Annotated[int, typer.Option(help="Subjects to forget, one deletion request each.")] = 20,
     batch_size: Annotated[int, typer.Option(help="Requests per unlearning batch.")] = 4,
-    method: Annotated[str, typer.Option(help="The forgetd method under test (registered name).")] = "graddiff",
+    method: Annotated[str, typer.Option(help="The forgetd method under test (registered name).")] = "fit",
     baselines: Annotated[str, typer.Option(help="Comma-separated methods on the same stream: full_ga, "
                                            "full_graddiff, full_npo or forgetd methods; '' for none.")]
     = "full_ga,full_graddiff,full_npo",
@@ -238,6 +290,8 @@ def bench(
     retain: Annotated[int | None, typer.Option(help="Retain subjects; default 10 (builtin) or the rest.")] = None,
     heldout: Annotated[int, typer.Option(help="Never-seen subjects.")] = 10,
     neighbours: Annotated[int, typer.Option(help="Retain facts each request carries as neighbours.")] = 8,
+    replay: Annotated[int, typer.Option(help="Earlier requests' probes (and neighbours) each batch replays, "
+                                        "at most.")] = 48,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
 ) -> None:
@@ -251,7 +305,7 @@ def bench(
             "model": model, "dataset": dataset, "requests": requests, "batch_size": batch_size, "method": method,
             "baselines": tuple(name.strip() for name in baselines.split(",") if name.strip()), "seed": seed,
             "out": out, "cache": cache, "retain": retain, "heldout": heldout, "neighbours": neighbours,
-            "device": device})
+            "replay": replay, "device": device})
     except ValidationError as e:
         _fail(f"invalid benchmark options:\n{e}")
         return

@@ -55,6 +55,8 @@ def check_model(settings: Settings) -> CheckResult:
 
 
 def check_store(settings: Settings) -> CheckResult:
+    if settings.store_url:
+        return _check_bucket_store(settings)
     root = settings.adapters_dir
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -64,6 +66,15 @@ def check_store(settings: Settings) -> CheckResult:
     except OSError as e:
         return CheckResult("adapter store", False, f"{root} is not writable: {e.strerror}")
     return CheckResult("adapter store", True, f"{root} is writable")
+
+
+def _check_bucket_store(settings: Settings) -> CheckResult:
+    """A bucket is checked by listing it: credentials, endpoint and bucket name all show up there."""
+    try:
+        lineages = settings.open_adapter_store().lineages()
+    except Exception as e:  # s3fs raises botocore's, OSError or PermissionError, by cause
+        return CheckResult("adapter store", False, f"{settings.store_url} cannot be listed: {type(e).__name__}: {e}")
+    return CheckResult("adapter store", True, f"{settings.store_url} answers ({len(lineages)} lineages)")
 
 
 def check_keys(settings: Settings) -> CheckResult:

@@ -40,7 +40,8 @@ def run_embedded(settings: Settings) -> int:
         # Make sure the generated keys exist before three processes race to create them.
         settings.secret_bytes("master_key")
         settings.secret_bytes("hmac_key")
-        children += [_spawn(role) for role in ROLES]
+        env = _child_environment(settings)
+        children += [_spawn(role, env) for role in ROLES]
         logger.info("forgetd is up: API http://%s:%d, serving http://%s:%d (Ctrl-C stops)",
                     settings.api_host, settings.api_port, settings.serve_host, settings.serve_port)
         return _supervise(children)
@@ -88,9 +89,19 @@ def _prepare_model(settings: Settings) -> Path:
     return resolve_model_path(settings.model, settings.models_dir)
 
 
-def _spawn(role: str) -> subprocess.Popen[bytes]:
-    # The same interpreter and environment: every child reads the same FORGETD_* settings.
-    return subprocess.Popen([sys.executable, "-m", "forgetd.cli", role], env=os.environ.copy())
+def _child_environment(settings: Settings) -> dict[str, str]:
+    """This environment, so every child reads the same FORGETD_* settings; and unless told otherwise,
+    the worker delivers each version to the local serving engine, whose swap it then sees and checks
+    with the canary."""
+    env = os.environ.copy()
+    if not settings.serving_url:
+        host = "127.0.0.1" if settings.serve_host in ("0.0.0.0", "", "::") else settings.serve_host
+        env["FORGETD_SERVING_URL"] = f"http://{host}:{settings.serve_port}"
+    return env
+
+
+def _spawn(role: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "forgetd.cli", role], env=env)
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> int:

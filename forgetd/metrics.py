@@ -82,6 +82,13 @@ CANARY_CHECKS = Counter(
     ["lineage", "outcome"],
 )
 
+DELIVERIES = Counter(
+    "forgetd_deliveries_total",
+    "Deliveries of a published version to what serves it, by sink (embedded, vllm, resolver) and outcome "
+    "(ok, failed, canary_failed); a failed delivery leaves its requests published until a redelivery succeeds.",
+    ["sink", "lineage", "outcome"],
+)
+
 
 @dataclass(frozen=True)
 class LedgerSnapshot:

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from forgetd.payload import MAX_ITEMS, MAX_TEXT_CHARS
 
+if TYPE_CHECKING:
+    from adapters_store import AdapterStore
+
 PLACEHOLDER_TOKEN = "change-me"
+# An S3 bucket name (3-63 characters of lower case, digits, dots, hyphens) and an optional key prefix.
+_S3_URL = re.compile(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?")
 
 Mode = Literal["embedded", "production"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
@@ -40,6 +46,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir,
                            description="Where forgetd keeps generated keys, the model cache and Redis data.")
     store_dir: Path | None = Field(None, description="Root of the adapter store; default <data_dir>/adapters.")
+    store_url: str = Field("", description="s3://bucket[/prefix]: keep the adapter store in an S3-compatible "
+                           "bucket (credentials from the standard AWS_* variables or an instance role, never "
+                           "from forgetd's settings); empty: the local directory store_dir.")
+    store_endpoint_url: str = Field("", description="Endpoint of an S3-compatible server other than AWS S3 "
+                                    "(it must honour conditional writes: If-None-Match and If-Match); "
+                                    "empty: AWS S3.")
     model_cache_dir: Path | None = Field(None, description="Converted base models; default <data_dir>/models.")
 
     # Redis and Celery
@@ -78,7 +90,7 @@ class Settings(BaseSettings):
     model: str = Field("smollm2", description="Base model: 'smollm2', 'tiny', or a local HF folder.")
     device: DeviceChoice = Field("auto", description="auto picks cuda when available.")
     default_lineage: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    method: str = Field("graddiff", description="Unlearning method, by registered name.")
+    method: str = Field("fit", description="Unlearning method, by registered name.")
     lora_rank: Literal[8, 16, 32, 64, 128, 256] = Field(8, description="LoRA rank (vLLM-servable values).")
     learning_rate: float | None = Field(None, gt=0, le=1, description="Unlearning learning rate; default: "
                                         "the measured profile of the base model, else the method's default.")
@@ -109,9 +121,66 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, le=64, description="Intake API processes (uvicorn workers).")
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8001, ge=1, le=65535)
+    serve_mode: Literal["adapter", "merged"] = Field(
+        "adapter", description="Serving engine: 'adapter' keeps each version a LoRA adapter on the one base; "
+        "'merged' serves a copy of the LoRA-targeted weights with the update merged in (no adapter overhead; "
+        "those weights once more per loaded version, and once more while a swap builds).")
     worker_metrics_port: int = Field(9400, ge=0, le=65535, description="0 disables the worker's /metrics.")
 
-    @field_validator("data_dir", "store_dir", "model_cache_dir")
+    # Delivery of published versions to what serves them (forgetd.serving.sinks)
+    serving_url: str = Field("", description="Where the embedded serving engine answers (a Service URL); the "
+                             "worker then waits for the lineage alias to show each new version and asks the "
+                             "canary through it. Empty: announce on Redis only.")
+    vllm_url: str = Field("", description="A vLLM server (started with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True) "
+                          "to load each version into under its versioned name; empty: no vLLM.")
+    vllm_api_key: SecretStr | None = Field(None, description="Bearer token of the vLLM server (its --api-key).")
+    vllm_served_base: str = Field("", description="Name of the base model on the vLLM server (its "
+                                  "--served-model-name); written into resolver-folder configs.")
+    vllm_store_dir: str = Field("", description="Path of the adapter store's root as the vLLM server sees it; "
+                                "empty: the same path as this process's store.")
+    vllm_resolver_dir: Path | None = Field(None, description="Folder vLLM's filesystem resolver reads "
+                                           "(VLLM_LORA_RESOLVER_CACHE_DIR): versions are copied there instead "
+                                           "of loaded through vllm_url, which then only asks the canary.")
+    vllm_max_lora_rank: int = Field(256, description="The vLLM server's --max-lora-rank: no version with a "
+                                    "higher rank is published. One of 1, 8, 16, 32, 64, 128, 256, 320, 512.")
+    delivery_timeout_s: float = Field(60.0, gt=0, description="How long one delivery waits for a server "
+                                      "(per HTTP call, and for the alias to move).")
+    delivery_attempts: int = Field(4, ge=1, description="HTTP attempts per call to a serving server; waits "
+                                   "double from delivery_backoff_s between them.")
+    delivery_backoff_s: float = Field(0.5, ge=0, description="Wait before the second attempt of an HTTP call.")
+    redeliver_after_s: float = Field(120.0, ge=1, description="A request this long published but not "
+                                     "completed (its delivery failed) is delivered again by the reconciler.")
+    canary_max_probes: int = Field(16, ge=0, description="Forget probes asked after each swap at most, taken "
+                                   "in turn from the batch's requests; 0 turns the canary off.")
+
+    @field_validator("vllm_max_lora_rank")
+    @classmethod
+    def _vllm_rank(cls, value: int) -> int:
+        from adapters_store.compatibility import VLLM_RANKS
+
+        if value not in VLLM_RANKS:
+            raise ValueError(f"vllm_max_lora_rank {value} is not one vLLM accepts: {sorted(VLLM_RANKS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _resolver_needs_base(self) -> Settings:
+        if self.vllm_resolver_dir is not None and not self.vllm_served_base:
+            raise ValueError("vllm_resolver_dir needs vllm_served_base: vLLM's resolver loads only adapters "
+                             "whose config names its served base")
+        if self.store_url and self.vllm_url and self.vllm_resolver_dir is None:
+            # The runtime API passes vLLM a path; a version in a bucket has none vLLM could open.
+            raise ValueError("with a bucket store (store_url), vLLM gets versions through vllm_resolver_dir, "
+                             "a folder its server reads; set it, or serve from a shared volume store")
+        return self
+
+    @field_validator("store_url")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        if value and not _S3_URL.fullmatch(value):
+            raise ValueError(f"store_url {value!r} is not s3://<bucket>[/<prefix>] (or empty for store_dir)")
+        return value
+
+    @field_validator("data_dir", "store_dir", "model_cache_dir", "vllm_resolver_dir")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
@@ -139,6 +208,14 @@ class Settings(BaseSettings):
     @property
     def adapters_dir(self) -> Path:
         return self.store_dir or self.data_dir / "adapters"
+
+    def open_adapter_store(self) -> AdapterStore:
+        """The adapter store these settings name: the bucket of store_url, else the directory adapters_dir.
+        A bucket's versions are verified into <data_dir>/store-cache before use."""
+        from adapters_store import open_store
+
+        return open_store(self.store_url or str(self.adapters_dir), cache_dir=self.data_dir / "store-cache",
+                          endpoint_url=self.store_endpoint_url or None)
 
     @property
     def models_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,6 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
-from adapters_store import AdapterStore
 from forgetd.api.deps import ApiState
 from forgetd.api.limits import BodySizeLimit
 from forgetd.api.problems import install_problem_handlers
@@ -34,7 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
         ledger = open_ledger(settings, client)
         scheduler = CeleryScheduler(create_celery_app(settings), settings)
         app.state.forgetd = ApiState(
-            settings, ledger, AdapterStore(settings.adapters_dir), scheduler,
+            settings, ledger, settings.open_adapter_store(), scheduler,
             keys=ApiKeys(client, settings.key_prefix, settings.secret_bytes("hmac_key")),
             rate_limiter=RateLimiter(client, settings.key_prefix, settings.rate_limit_per_minute),
             inbox=AdmissionInbox(ledger, scheduler),
@@ -43,6 +43,10 @@ def create_app(settings: Settings) -> FastAPI:
         # shows as forgetd_redis_up 0 within the scrape timeout instead of failing the scrape.
         metrics_client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
         collectors = _register_collectors(Ledger(metrics_client, ledger.prefix, ledger.cipher, ledger.fingerprinter))
+        # What is alive after start-up (modules, the app, its clients) never becomes garbage: taken out of
+        # the collector's generations, it is not walked again by every collection, which shortens the
+        # pauses that make the intake's tail latency.
+        gc.freeze()
         try:
             yield
         finally:

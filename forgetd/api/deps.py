@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -45,37 +45,38 @@ class ApiState:
         return self.keys.authenticate(token)
 
 
-# Dependencies that do no I/O are ``async``: FastAPI runs a sync dependency in the thread pool, and
-# each such hop costs more than the check itself at the intake's request rates.
+# FastAPI runs each sync dependency in the thread pool, and at the intake's request rates a hop costs
+# more than the check itself: what needs no I/O is ``async``, and what may read Redis (a tenant key, the
+# rate limit) is done in one sync dependency per route.
 async def _state(request: Request) -> ApiState:
     state: ApiState = request.app.state.forgetd
     return state
 
 
 _bearer = HTTPBearer(auto_error=False)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _authenticated(state: Annotated[ApiState, Depends(_state)],
-                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+def _principal(state: ApiState, credentials: HTTPAuthorizationCredentials | None, scope: Scope) -> Principal:
     if credentials is None:
         raise Problem(401, "Missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     principal = state.principal(credentials.credentials)
     if principal is None:
         raise Problem(401, "Invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if scope not in principal.scopes:
+        raise Problem(403, "Missing scope", f"This key lacks the {scope.value!r} scope.")
     return principal
 
 
-def _require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(principal: Annotated[Principal, Depends(_authenticated)]) -> Principal:
-        if scope not in principal.scopes:
-            raise Problem(403, "Missing scope", f"This key lacks the {scope.value!r} scope.")
-        return principal
+def _require(scope: Scope) -> Callable[[ApiState, HTTPAuthorizationCredentials | None], Principal]:
+    def authorized(state: Annotated[ApiState, Depends(_state)], credentials: Credentials) -> Principal:
+        return _principal(state, credentials, scope)
 
-    return check
+    return authorized
 
 
-def _rate_limited_submitter(state: Annotated[ApiState, Depends(_state)],
-                            principal: Annotated[Principal, Depends(_require(Scope.SUBMIT))]) -> Principal:
+def _rate_limited_submitter(state: Annotated[ApiState, Depends(_state)], credentials: Credentials) -> Principal:
+    principal = _principal(state, credentials, Scope.SUBMIT)
     decision = state.rate_limiter.hit(principal.tenant)
     if not decision.allowed:
         raise Problem(429, "Too many requests", "This tenant's requests per minute are spent.",

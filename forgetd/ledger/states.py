@@ -25,13 +25,14 @@ S = RequestState
 # Every legal move. UNLEARNING/VERIFYING -> QUEUED is the hand-back after a crash or a graceful
 # shutdown; NEEDS_REVIEW and DEAD_LETTER -> QUEUED is an operator's replay. QUEUED/UNLEARNING ->
 # PUBLISHED is a request found in a version that an earlier (crashed or superseded) job published.
+# PUBLISHED -> NEEDS_REVIEW: the published version still answered a forget probe once served (canary).
 TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
     S.RECEIVED: frozenset({S.QUEUED, S.DUPLICATE, S.REJECTED, S.NEEDS_REVIEW, S.FAILED}),
     S.QUEUED: frozenset({S.UNLEARNING, S.PUBLISHED, S.DEAD_LETTER}),
     S.UNLEARNING: frozenset({S.VERIFYING, S.PUBLISHED, S.QUEUED, S.NOT_MEMORIZED, S.NEEDS_REVIEW, S.FAILED,
                              S.DEAD_LETTER}),
     S.VERIFYING: frozenset({S.PUBLISHED, S.QUEUED, S.NEEDS_REVIEW, S.FAILED, S.DEAD_LETTER}),
-    S.PUBLISHED: frozenset({S.COMPLETED}),
+    S.PUBLISHED: frozenset({S.COMPLETED, S.NEEDS_REVIEW}),
     S.FAILED: frozenset({S.QUEUED, S.DEAD_LETTER}),
     S.NEEDS_REVIEW: frozenset({S.QUEUED}),
     S.DEAD_LETTER: frozenset({S.QUEUED}),

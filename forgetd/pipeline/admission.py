@@ -12,6 +12,9 @@ from forgetd.pipeline.receipts import decision_receipt
 logger = logging.getLogger(__name__)
 
 S = RequestState
+# Requests a near-duplicate can be a duplicate of: pending ones and completed ones. One given up
+# (dead-lettered, needs review) or decided otherwise will not carry the text out for it.
+_LIVE = frozenset({S.RECEIVED, S.QUEUED, S.UNLEARNING, S.VERIFYING, S.PUBLISHED, S.FAILED, S.COMPLETED})
 
 
 def admit_request(ctx: PipelineContext, request_id: str) -> RequestState:
@@ -33,11 +36,29 @@ def admit_request(ctx: PipelineContext, request_id: str) -> RequestState:
     if verdict.is_duplicate:
         return _decide(ctx, request_id, S.DUPLICATE, reason="every text is already forgotten or pending",
                        duplicate_of=sorted(verdict.owners))
+    near = _near_duplicate_of(ctx, record, payload.texts)
+    if near:
+        ctx.duplicates.release(request_id)  # it will not be carried out: its texts' claims go back
+        return _decide(ctx, request_id, S.DUPLICATE, reason="a near-duplicate of a pending or forgotten request",
+                       duplicate_of=near)
 
     ctx.ledger.transition(request_id, S.QUEUED, sources=[S.RECEIVED])
     _enqueue(ctx, record)
     logger.info("request %s queued on lineage %s", request_id, record.lineage)
     return S.QUEUED
+
+
+def _near_duplicate_of(ctx: PipelineContext, record: DeletionRecord, texts: list[str]) -> list[str]:
+    """Live earlier requests of the lineage this one nearly duplicates. Exact matches (similarity 1) are
+    left to the exact-duplicate claims, which own their release semantics; a near-duplicate is taken out
+    of the index again, so later requests are compared with requests that will be carried out."""
+    index = ctx.near_duplicates
+    verdict = index.check_and_add(record.lineage, record.id, texts)
+    owners = [rid for rid in verdict.owners
+              if verdict.similar[rid] < 1.0 and ctx.ledger.get(rid).state in _LIVE]
+    if owners:
+        index.release(record.id)
+    return owners
 
 
 def _decide(ctx: PipelineContext, request_id: str, state: RequestState, *, reason: str,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from adapters_store import AdapterStore
 from forgetd.filters.duplicates import ExactDuplicateIndex
+from forgetd.filters.near_duplicates import NearDuplicateIndex
 from forgetd.ledger import Ledger, open_ledger
 from forgetd.pipeline.lineage_queue import LineageQueue
 from forgetd.pipeline.scheduling import TaskScheduler
@@ -19,6 +21,7 @@ from forgetd.settings import Settings
 if TYPE_CHECKING:  # torch-heavy types; the API process builds contexts too and must not import torch
     import torch
 
+    from forgetd.serving.sinks import Sink
     from forgetd.unlearning import UnlearningConfig
 
 
@@ -33,7 +36,7 @@ class PipelineContext:
     @classmethod
     def from_settings(cls, settings: Settings, scheduler: TaskScheduler) -> PipelineContext:
         client = redis.Redis.from_url(settings.redis_url)
-        return cls(settings, client, open_ledger(settings, client), AdapterStore(settings.adapters_dir),
+        return cls(settings, client, open_ledger(settings, client), settings.open_adapter_store(),
                    scheduler)
 
     @cached_property
@@ -41,10 +44,22 @@ class PipelineContext:
         return ExactDuplicateIndex(self.redis, self.settings.key_prefix, self.ledger.fingerprinter)
 
     @cached_property
+    def near_duplicates(self) -> NearDuplicateIndex:
+        return NearDuplicateIndex(self.redis, self.settings.key_prefix, self.ledger.fingerprinter)
+
+    @cached_property
     def base_model_path(self) -> Path:
         from forgetd.models import resolve_model_path
 
         return resolve_model_path(self.settings.model, self.settings.models_dir)
+
+    @cached_property
+    def base_model_config(self) -> dict[str, Any] | None:
+        """The base model's ``config.json`` (architecture, dimensions), None when it has none."""
+        try:
+            return dict(json.loads((self.base_model_path / "config.json").read_text()))
+        except (OSError, ValueError):
+            return None
 
     @cached_property
     def device(self) -> torch.device:
@@ -60,6 +75,14 @@ class PipelineContext:
         return UnlearningConfig.for_model(self.settings.model, method=self.settings.method,
                                           rank=self.settings.lora_rank,
                                           **{k: v for k, v in overrides.items() if v is not None})
+
+    @cached_property
+    def sinks(self) -> list[Sink]:
+        """Where published versions are delivered (the embedded engines, vLLM), built once per process."""
+        from forgetd.serving.sinks import build_sinks
+
+        # Through self.announce at call time, not a bound copy: tests and subclasses may replace it.
+        return build_sinks(self.settings, self.store, lambda lineage, version: self.announce(lineage, version))
 
     def queue(self, lineage: str) -> LineageQueue:
         return LineageQueue(self.redis, self.settings.key_prefix, lineage)

@@ -16,17 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from adapters_store import Manifest, ParentMismatchError, StaleFencingTokenError, StoreError
+from adapters_store import Manifest, ParentMismatchError, StaleFencingTokenError, StoreError, check_vllm_compatibility
 from forgetd.ledger import DeletionRecord, PayloadUnavailableError, RequestState
 from forgetd.ledger.records import iso_utc
 from forgetd.metrics import ADAPTER_VERSION, JOB_BATCH_SIZE, JOB_DURATION, VERIFICATION_SCORE
 from forgetd.payload import DeletionPayload
 from forgetd.pipeline.context import PipelineContext
+from forgetd.pipeline.delivery import carried_by, deliver_version, keep_current, send_to_review
 from forgetd.pipeline.lineage_queue import LineageQueue
 from forgetd.pipeline.locks import LineageLease
 from forgetd.pipeline.receipts import decision_receipt
 from forgetd.settings import Settings
 from forgetd.unlearning import UnlearningBatch, UpdateOutcome, unlearn_batch
+from forgetd.unlearning.replay import recent_payloads, replay_sample
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ def run_lineage_job(ctx: PipelineContext, lineage: str) -> JobReport:
 def _run_batch(ctx: PipelineContext, lineage: str, queue: LineageQueue, token: int) -> JobReport:
     claimed = queue.claim(ctx.settings.batch_max_size)
     if not claimed:
+        # Nothing to train (the reconciler's periodic nudge): check serving still has the current version.
+        keep_current(ctx, lineage)
         return JobReport("empty")
     started = time.monotonic()
     current = ctx.store.current(lineage)
@@ -73,13 +77,16 @@ def _run_batch(ctx: PipelineContext, lineage: str, queue: LineageQueue, token: i
 
 def _complete_already_published(ctx: PipelineContext, claimed: list[str],
                                 current: Manifest | None) -> list[str]:
-    """Finish requests a crashed job published but did not complete; return the rest."""
+    """Finish requests a crashed job published but did not complete, or whose delivery failed; return the rest."""
     if current is None:
         return claimed
-    done = [request_id for request_id in claimed if request_id in current.request_ids]
+    done, orphaned = carried_by(ctx, current, claimed)
+    if orphaned:
+        send_to_review(ctx, orphaned, None, "published in a version the lineage no longer descends from")
     if done:
+        # Delivers again what a failed delivery left published: the current version carries their forgetting.
         _announce_and_complete(ctx, done, current)
-    return [request_id for request_id in claimed if request_id not in current.request_ids]
+    return [request_id for request_id in claimed if request_id not in done and request_id not in orphaned]
 
 
 def _start(ctx: PipelineContext, request_id: str) -> bool:
@@ -108,12 +115,27 @@ def _train_and_publish(ctx: PipelineContext, lineage: str, ids: list[str], token
     with tempfile.TemporaryDirectory(dir=work_root) as work_dir:
         try:
             parent_path = ctx.store.verified_path(lineage, parent.version) if parent else None
-            batch = UnlearningBatch.from_payloads(payloads.values())
-            outcome = unlearn_batch(ctx.base_model_path, parent_path, batch, ctx.unlearning_config, Path(work_dir),
-                                    ctx.device)
+            config = ctx.unlearning_config
+            # Earlier requests still inside their window (payload not yet shredded) are re-checked and kept down.
+            history = (m.request_ids for m in reversed(ctx.store.versions(lineage))) if parent else iter(())
+            earlier = recent_payloads(history, ctx.ledger.payload, (PayloadUnavailableError,), config.replay)
+            batch = UnlearningBatch.from_payloads(
+                payloads.values(), replay_sample([p.forget_probes() for p in earlier], config.replay, config.seed),
+                replay_sample([p.neighbours for p in earlier], config.replay, config.seed))
+            outcome = unlearn_batch(ctx.base_model_path, parent_path, batch, config, Path(work_dir), ctx.device)
         except Exception as e:  # any training failure: count it, retry the batch later
             logger.exception("lineage %s: unlearning failed for %d requests", lineage, len(ids))
             return _fail(ctx, ids, f"unlearning error: {type(e).__name__}")
+        # Requests the model does not hold were not trained on: terminal, and their text is no longer needed.
+        not_held = [ids[i] for i in outcome.not_memorized]
+        for request_id in not_held:
+            reason = "the model does not reproduce the request's probes"
+            receipt = decision_receipt(ctx.ledger.get(request_id), S.NOT_MEMORIZED, reason=reason)
+            ctx.ledger.transition(request_id, S.NOT_MEMORIZED, sources=[S.UNLEARNING], reason=reason, receipt=receipt)
+            ctx.ledger.shred(request_id)
+        ids = [request_id for request_id in ids if request_id not in not_held]
+        if not ids:
+            return JobReport("empty", not_held)
         for request_id in ids:
             ctx.ledger.transition(request_id, S.VERIFYING, sources=[S.UNLEARNING])
         _record_scores(lineage, outcome.report.metrics())
@@ -131,13 +153,20 @@ def _publish(ctx: PipelineContext, lineage: str, ids: list[str], token: int, par
              outcome: UpdateOutcome) -> Manifest | JobReport:
     """The next version, or the report of why the batch goes back (stale writer) or failed."""
     assert outcome.adapter_dir is not None  # only verified candidates reach publish
+    problems = check_vllm_compatibility(outcome.adapter_dir, max_rank=ctx.settings.vllm_max_lora_rank,
+                                        base_config=ctx.base_model_config)
+    if problems:
+        # A version vLLM would refuse must never become current: it would stop every delivery after it.
+        logger.error("lineage %s: candidate not servable by vLLM (%d problems)", lineage, len(problems))
+        return _needs_review(ctx, ids, "adapter not servable by vLLM: " + "; ".join(problems),
+                             outcome.report.metrics())
     try:
         return ctx.store.publish(
             lineage, outcome.adapter_dir, base_model=ctx.base_model_path.name, method=outcome.method,
             request_ids=ids, metrics=outcome.report.metrics(), fencing_token=token,
             expected_parent=parent.version if parent else None,
             extra={"forgetd_batch_id": uuid.uuid4().hex, "forgetd_steps": outcome.steps,
-                   "forgetd_attempts": outcome.attempts},
+                   "forgetd_attempts": outcome.attempts, **(outcome.consolidation or {})},
         )
     except (StaleFencingTokenError, ParentMismatchError) as e:
         # Another writer got the lineage meanwhile: this candidate was trained on a stale parent.
@@ -155,7 +184,12 @@ def _announce_and_complete(ctx: PipelineContext, ids: list[str], manifest: Manif
     for request_id in ids:
         if ctx.ledger.get(request_id).state in (S.QUEUED, S.UNLEARNING, S.VERIFYING):
             ctx.ledger.transition(request_id, S.PUBLISHED)
-    ctx.announce(manifest.lineage, manifest.version)
+    delivery = deliver_version(ctx, ids, manifest)
+    if delivery.status != "delivered":
+        # failed: they stay published and the reconciler delivers again; canary_failed: in needs_review.
+        logger.warning("lineage %s: version %d %s for %d requests: %s", manifest.lineage, manifest.version,
+                       delivery.status, len(ids), delivery.reason)
+        return
     for request_id in ids:
         _complete(ctx, ctx.ledger.get(request_id), manifest)
     logger.info("lineage %s: version %d published for %d requests", manifest.lineage, manifest.version,
@@ -227,4 +261,5 @@ def _dead_letter(ctx: PipelineContext, record: DeletionRecord, reason: str) -> N
     ctx.ledger.transition(record.id, S.DEAD_LETTER, reason=reason, receipt=receipt)
     # Nothing will forget these texts now: a new request for them must not be called a duplicate.
     ctx.duplicates.release(record.id)
+    ctx.near_duplicates.release(record.id)
     logger.error("request %s dead-lettered: %s", record.id, reason)

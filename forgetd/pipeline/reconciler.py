@@ -7,6 +7,14 @@ longer than ``stuck_after_s`` is nudged: admission again for ``received``, a bat
 lineage of ``queued`` and in-flight requests. Each nudge is idempotent, so running the reconciler
 too often only costs a few Redis reads. Attempts are counted by the job itself, which dead-letters
 a request after ``max_attempts``.
+
+Every lineage with a published version is nudged on each pass as well: a job with nothing to train
+delivers the current version again (:func:`forgetd.pipeline.delivery.keep_current`).
+
+A request ``published`` for longer than ``redeliver_after_s`` is one whose version is in the store but
+whose delivery to serving failed (or whose job died before delivering): its lineage's job delivers the
+current version again and completes it (:func:`forgetd.pipeline.delivery.carried_by`). Delivery is
+cheap next to training, so this timeout is shorter than ``stuck_after_s``, and it spends no attempt.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from forgetd.pipeline.locks import lease_is_held
 logger = logging.getLogger(__name__)
 
 S = RequestState
-IN_FLIGHT = (S.UNLEARNING, S.VERIFYING, S.PUBLISHED)
+IN_FLIGHT = (S.UNLEARNING, S.VERIFYING)
 
 
 @dataclass
@@ -30,6 +38,7 @@ class ReconcileReport:
     readmitted: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     lineages_nudged: list[str] = field(default_factory=list)
+    redelivered: list[str] = field(default_factory=list)  # published, not completed: delivered again
 
 
 def reconcile(ctx: PipelineContext, now: float) -> ReconcileReport:
@@ -40,18 +49,24 @@ def reconcile(ctx: PipelineContext, now: float) -> ReconcileReport:
     for record in _stuck(ctx, [S.RECEIVED], stuck_before):
         ctx.scheduler.admit(record.id)
         report.readmitted.append(record.id)
-    for record in _stuck(ctx, [S.QUEUED, *IN_FLIGHT], stuck_before):
+    undelivered = _stuck(ctx, [S.PUBLISHED], now - ctx.settings.redeliver_after_s)
+    for record in _stuck(ctx, [S.QUEUED, *IN_FLIGHT], stuck_before) + undelivered:
         if _restore_to_queue(ctx, record):
             report.requeued.append(record.id)
         lineages[record.lineage] += 1
+    report.redelivered = [record.id for record in undelivered]
+    # Every published lineage gets a job too: with nothing to train, the job re-delivers the current
+    # version, so a serving system that restarted (and lost it) is brought back within one interval.
+    lineages.update({lineage: 0 for lineage in ctx.store.lineages()})
     for lineage in sorted(lineages):
         # A running job picks the rest up when it finishes.
         if not lease_is_held(ctx.redis, ctx.settings.key_prefix, lineage):
             ctx.scheduler.run_batch(lineage, 0.0)
             report.lineages_nudged.append(lineage)
-    if report.readmitted or report.requeued or report.lineages_nudged:
-        logger.warning("reconciler: readmitted %d, requeued %d, nudged lineages %s",
-                       len(report.readmitted), len(report.requeued), report.lineages_nudged)
+    if report.readmitted or report.requeued or report.redelivered:
+        logger.warning("reconciler: readmitted %d, requeued %d (%d to deliver again), nudged lineages %s",
+                       len(report.readmitted), len(report.requeued), len(report.redelivered),
+                       report.lineages_nudged)
     return report
 
 

@@ -175,3 +175,11 @@ def test_lineage_names_that_could_reach_the_filesystem_are_refused(api: TestClie
     assert not any(p.name.startswith(".") or p.name == name for p in settings.adapters_dir.glob("*"))
     submitted = api.post("/v1/deletions", json={**BODY, "lineage": name.replace("%2F", "/").replace("%00", "\x00")})
     assert submitted.status_code == 422
+
+
+@pytest.mark.parametrize("blank", ["   ", "\u001f", "\t\u001c\n"])
+def test_a_text_of_separators_alone_is_refused_as_blank(api: TestClient, blank: str) -> None:
+    response = api.post("/v1/deletions", json={"texts": [blank]})
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"

@@ -3,54 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from forgetd.ledger import Fingerprinter, IdempotencyConflictError, Ledger, NewRequest, PayloadCipher
 from forgetd.payload import DeletionPayload
-from tests.processes import free_port
+from tests.processes import RedisServer
 
 pytestmark = pytest.mark.integration
 MASTER, PEPPER = os.urandom(32), os.urandom(32)
-
-
-class RedisServer:
-    """A redis-server of the test's own, with an append-only file fsynced on every write."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is needed (make test installs it)"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always"], stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                self.client().ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise TimeoutError("redis-server did not start")
-
-    def crash(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
 
 
 @pytest.fixture
@@ -58,9 +21,7 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     server.start()
     yield server
-    if server.process is not None and server.process.poll() is None:
-        server.process.terminate()
-        server.process.wait()
+    server.stop()
 
 
 def _ledger(server: RedisServer) -> Ledger:

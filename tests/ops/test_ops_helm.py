@@ -23,13 +23,16 @@ from tests.ops.tools import ALERTS, CHART, DASHBOARD
 
 RELEASE, NAMESPACE = "rel", "ml"
 KUBE_VERSIONS = ("1.30", kubernetes_validate.latest_version())
-VALUE_FILES = {"default": None, "production": "ci/production-values.yaml", "trial": "ci/trial-values.yaml"}
+VALUE_FILES = {"default": None, "production": "ci/production-values.yaml", "trial": "ci/trial-values.yaml",
+               "s3": "ci/s3-values.yaml"}
 REQUIRED_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
                    "app.kubernetes.io/managed-by", "helm.sh/chart")
 FORGETD_COMPONENTS = ("api", "admission", "worker", "serve")
 CHART_SET = {  # settings the chart sets itself (values.yaml lists them), not through `config`
-    "mode", "data_dir", "store_dir", "redis_url", "broker_url", "api_token", "admin_token", "master_key",
+    "mode", "data_dir", "store_dir", "store_url", "store_endpoint_url", "redis_url", "broker_url", "api_token",
+    "admin_token", "master_key",
     "hmac_key", "previous_master_keys", "api_host", "serve_host", "api_port", "serve_port", "worker_metrics_port",
+    "serving_url", "vllm_url", "vllm_api_key",
 }
 
 
@@ -42,11 +45,14 @@ def _render(values: dict[str, Any]) -> dict[str, str]:
     return Chart.load(CHART).render(values=values, name=RELEASE, namespace=NAMESPACE)
 
 
-@cache
-def _manifests(name: str) -> tuple[dict[str, Any], ...]:
-    rendered = _render(_values(name))
+def _documents(rendered: dict[str, str]) -> tuple[dict[str, Any], ...]:
     return tuple(doc for path, text in sorted(rendered.items()) if not path.endswith("NOTES.txt")
                  for doc in yaml.safe_load_all(text) if doc)
+
+
+@cache
+def _manifests(name: str) -> tuple[dict[str, Any], ...]:
+    return _documents(_render(_values(name)))
 
 
 def _one(name: str, kind: str, component: str | None = None) -> dict[str, Any]:
@@ -232,7 +238,14 @@ def test_each_container_gets_valid_production_settings(name: str, component: str
 
     assert settings.mode == "production"
     assert len(settings.secret_bytes("master_key")) == 32 and len(settings.secret_bytes("hmac_key")) == 32
-    assert str(settings.adapters_dir) == (_values(name).get("store", {}).get("pvc", {}).get("mountPath", "/store"))
+    store = _values(name).get("store", {})
+    if store.get("type") == "s3":
+        s3 = store["s3"]
+        assert settings.store_url == f"s3://{s3['bucket']}/{s3['prefix']}"
+        assert settings.store_endpoint_url == s3.get("endpoint", "")
+    else:
+        assert settings.store_url == ""
+        assert str(settings.adapters_dir) == store.get("pvc", {}).get("mountPath", "/store")
     assert settings.api_host == settings.serve_host == "0.0.0.0"
     expected_port = {"api": settings.api_port, "serve": settings.serve_port}.get(component,
                                                                              settings.worker_metrics_port)
@@ -252,6 +265,33 @@ def test_config_keys_are_the_settings_the_chart_does_not_set_itself() -> None:
     assert set(schema) == set(config), "values.schema.json config and values.yaml config differ"
 
 
+@pytest.mark.parametrize("name", VALUE_FILES)
+def test_the_store_is_the_claim_or_the_bucket_never_both(name: str) -> None:
+    s3 = _values(name).get("store", {}).get("type") == "s3"
+    claims = [d for d in _manifests(name) if d["kind"] == "PersistentVolumeClaim"]
+    assert (not claims) if s3 else claims
+    for component in FORGETD_COMPONENTS:
+        pod = _one(name, "Deployment", component)["spec"]["template"]["spec"]
+        env = {v["name"]: v for v in pod["containers"][0]["env"]}
+        assert ("store" in {v["name"] for v in pod["volumes"]}) is not s3
+        assert ("FORGETD_STORE_DIR" in env) is not s3
+        assert ("FORGETD_STORE_URL" in env) is s3
+        if s3:  # the access keys come from the operator's Secret, by reference, never as values
+            for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                assert env[variable]["valueFrom"]["secretKeyRef"] == {"name": "forgetd-s3", "key": variable}
+    assert not any(key.startswith("AWS_") for key in _config(name))
+
+
+def test_an_s3_store_without_a_prefix_is_the_bucket_top(monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered = _render({"store": {"type": "s3", "s3": {"bucket": "adapters", "prefix": ""}}})
+    docs = [d for d in _documents(rendered) if d["kind"] == "Deployment"]
+    env = {v["name"]: v.get("value") for v in docs[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FORGETD_STORE_URL"] == "s3://adapters"
+    assert "AWS_ACCESS_KEY_ID" not in env  # no Secret: the pod's own identity (IRSA, instance role)
+    monkeypatch.setenv("FORGETD_STORE_URL", env["FORGETD_STORE_URL"])
+    assert Settings(_env_file=None).store_url == "s3://adapters"
+
+
 def test_generated_secrets_are_kept_on_uninstall() -> None:
     secret = _one("default", "Secret")
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -269,12 +309,37 @@ def test_the_in_chart_redis_persists_and_never_evicts() -> None:
     assert env["FORGETD_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == statefulset["metadata"]["name"]
 
 
+def test_only_the_gpu_workers_deliver_to_the_serving_service_and_vllm() -> None:
+    env = {v["name"]: v for v in _container("production", "worker")["env"]}
+    assert env["FORGETD_SERVING_URL"]["value"] == f"http://{RELEASE}-forgetd-serve.{NAMESPACE}.svc:8001"
+    assert env["FORGETD_VLLM_URL"]["value"] == "http://vllm.ml.svc:8000"
+    assert env["FORGETD_VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-api-key", "key": "api-key"}
+    for component in ("api", "admission", "serve"):
+        names = {v["name"] for v in _container("production", component)["env"]}
+        assert not names & {"FORGETD_SERVING_URL", "FORGETD_VLLM_URL", "FORGETD_VLLM_API_KEY"}, component
+    default_env = {v["name"] for v in _container("default", "worker")["env"]}
+    assert "FORGETD_SERVING_URL" in default_env and "FORGETD_VLLM_URL" not in default_env
+
+
+def test_the_resolver_folder_with_an_s3_store_renders() -> None:
+    values = {"serving": {"vllm": {"url": "http://vllm:8000"}}, "store": {"type": "s3", "s3": {"bucket": "adapters"}},
+              "config": {"vllm_resolver_dir": "/resolver", "vllm_served_base": "base"}}
+    worker = next(d for d in _documents(_render(values)) if d["kind"] == "Deployment"
+                  and d["metadata"]["labels"]["app.kubernetes.io/component"] == "worker")
+    env = {v["name"]: v.get("value") for v in worker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FORGETD_VLLM_URL"] == "http://vllm:8000"
+
+
 # -- refusals --------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"store": {"type": "s3"}}, "S3/fsspec adapter store is not implemented"),
-    ({"serving": {"vllm": {"url": "http://vllm:8000"}}}, "vLLM sink is not implemented"),
+    ({"store": {"type": "s3"}}, "store.type=s3 needs store.s3.bucket"),
+    ({"store": {"type": "s3", "s3": {"bucket": "Not_A_Bucket"}}}, "/store/s3/bucket"),
+    ({"config": {"vllm_resolver_dir": "/store/vllm"}}, "config.vllm_resolver_dir needs config.vllm_served_base"),
+    ({"serving": {"vllm": {"url": "http://vllm:8000"}}, "store": {"type": "s3", "s3": {"bucket": "adapters"}}},
+     "vLLM reads lora_path from its own filesystem"),
+    ({"config": {"vllm_max_lora_rank": 48}}, "/config/vllm_max_lora_rank"),
     ({"config": {"shutdown_grace_s": 300}}, "must be longer than config.shutdown_grace_s"),
     ({"redis": {"external": {"existingSecret": "", "url": ""}}}, "redis: set redis.external.existingSecret"),
     ({"worker": {"gpus": 2}}, "/worker/gpus"),

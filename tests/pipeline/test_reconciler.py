@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -15,6 +16,7 @@ from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.locks import LineageLease
 from forgetd.pipeline.reconciler import reconcile
 from forgetd.settings import Settings
+from tests.adapters_store.conftest import PUBLISH_DEFAULTS, write_peft_dir
 from tests.pipeline.recording import RecordingScheduler
 
 S = RequestState
@@ -91,3 +93,15 @@ def test_a_lineage_with_a_running_job_is_not_nudged(ctx: PipelineContext, schedu
         report = reconcile(ctx, time.time() + LATER)
 
     assert report.lineages_nudged == [] and scheduler.batches == []
+
+
+def test_every_published_lineage_gets_a_job_that_checks_serving_still_has_its_version(
+        ctx: PipelineContext, scheduler: RecordingScheduler, tmp_path: Path) -> None:
+    for lineage in ("default", "support-bot"):
+        ctx.store.publish(lineage, write_peft_dir(tmp_path / lineage), **PUBLISH_DEFAULTS)
+    with LineageLease(ctx.redis, ctx.settings.key_prefix, "support-bot", ttl_s=30) as token:
+        assert token is not None
+        report = reconcile(ctx, time.time())
+
+    assert report.lineages_nudged == ["default"]  # the other one's running job delivers anyway
+    assert scheduler.batches == [("default", 0.0)]

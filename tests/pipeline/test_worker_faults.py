@@ -1,5 +1,6 @@
-"""Fault injection on real processes: a worker SIGKILLed mid-job, lost and duplicated messages, an API
-crash between accepting requests and admitting them, a worker killed without its beat.
+"""Fault injection on real processes: a worker SIGKILLed mid-job and between publish and completion, lost
+and duplicated messages, an API crash between accepting requests and admitting them, Redis (ledger and
+broker) killed and restarted during a job, a worker killed without its beat.
 
 Every accepted request must reach ``completed`` exactly once, on exactly one published version.
 """
@@ -23,7 +24,7 @@ from forgetd.pipeline.celery_app import create_celery_app
 from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.settings import Settings
 from tests.conftest import API_TOKEN
-from tests.processes import environment, free_port, kill_group, start, stop, wait_until_ready
+from tests.processes import RedisServer, environment, free_port, kill_group, start, stop, wait_until_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 S = RequestState
@@ -184,3 +185,76 @@ def test_requests_accepted_before_an_api_crash_are_carried_out_after_it(
     for request_id in accepted:
         trail = [entry["to"] for entry in ledger.audit_trail(request_id)]
         assert trail.count("received") == 1 and trail.count("completed") == 1, trail
+
+
+def test_a_worker_killed_between_publish_and_completion_completes_on_the_same_version(
+        settings: Settings, redis_client: redis.Redis, tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = settings.model_copy(update={"model": str(tiny_model_dir)})
+    ledger = open_ledger(settings, redis_client)
+    serve_port = free_port()
+    # Serving is not up yet: the version is published, but its delivery cannot finish, so the worker
+    # is caught between publish and completion, where it is killed.
+    env = environment(settings, serve_port=str(serve_port), serving_url=f"http://127.0.0.1:{serve_port}",
+                      delivery_timeout_s="2", delivery_attempts="1", redeliver_after_s="2", **FAST_RECOVERY)
+    first = start("worker", env, tmp_path / "worker-1.log")
+    try:
+        request_id = _submit(settings, ledger, person_index=7)
+        _wait_for(lambda: ledger.get(request_id).state is S.PUBLISHED, "the version to be published")
+        kill_group(first, signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop([first])
+    assert ledger.get(request_id).state is S.PUBLISHED
+
+    processes = [start("serve", env, tmp_path / "serve.log"), start("worker", env, tmp_path / "worker-2.log")]
+    try:
+        _wait_for(lambda: ledger.get(request_id).state is S.COMPLETED, "the request to complete")
+    finally:
+        stop(processes)
+
+    versions = AdapterStore(settings.adapters_dir).versions("default")
+    assert [m.request_ids for m in versions] == [(request_id,)]  # delivered again, never retrained
+    receipt = ledger.get(request_id).receipt
+    assert receipt is not None and receipt["adapter_version"] == 1
+    assert [entry["to"] for entry in ledger.audit_trail(request_id)].count("completed") == 1
+
+
+def _states(settings: Settings, server: RedisServer, ids: list[str]) -> set[RequestState] | None:
+    """The requests' states, read on a fresh connection; None while Redis is down."""
+    try:
+        ledger = open_ledger(settings, server.client())
+        return {ledger.get(request_id).state for request_id in ids}
+    except redis.ConnectionError:
+        return None
+
+
+def test_a_redis_crash_during_a_job_loses_no_request(settings: Settings, tiny_model_dir: Path,
+                                                      tmp_path: Path) -> None:
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")  # the ledger and the broker, with an fsynced append-only file
+    server.start()
+    settings = settings.model_copy(update={"model": str(tiny_model_dir),
+                                           "redis_url": f"redis://127.0.0.1:{server.port}/0"})
+    worker = start("worker", environment(settings, **FAST_RECOVERY), tmp_path / "worker.log")
+    try:
+        ledger = open_ledger(settings, server.client())
+        ids = [_submit(settings, ledger, person_index=i) for i in (1, 2)]
+        _wait_for(lambda: ledger.get(ids[0]).state is S.UNLEARNING, "the job to start")
+        server.crash()
+        time.sleep(2)
+        server.start()
+        _wait_for(lambda: _states(settings, server, ids) == {S.COMPLETED}, "both to complete")
+    finally:
+        stop([worker])
+        server.stop()
+
+    server.start()
+    try:
+        ledger = open_ledger(settings, server.client())
+        for request_id in ids:
+            trail = [entry["to"] for entry in ledger.audit_trail(request_id)]
+            assert trail.count("completed") == 1, trail
+        published = [i for m in AdapterStore(settings.adapters_dir).versions("default") for i in m.request_ids]
+        assert sorted(published) == sorted(ids)  # each trained into exactly one version
+    finally:
+        server.stop()

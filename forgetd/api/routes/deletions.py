@@ -25,8 +25,8 @@ IdempotencyKey = Annotated[
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=DeletionStatus,
              responses={401: {}, 403: {}, 413: {}, 422: {}, 429: {}})
-def create_deletion(body: DeletionCreate, state: StateDep, caller: SubmitterDep, response: Response,
-                    idempotency_key: IdempotencyKey = None) -> DeletionStatus:
+def create_deletion(body: DeletionCreate, state: StateDep, caller: SubmitterDep,
+                    idempotency_key: IdempotencyKey = None) -> Response:
     _check_limits(body, state.settings)
     new = NewRequest(tenant=caller.tenant, lineage=body.lineage or state.settings.default_lineage,
                      kind=body.kind, payload=body.payload(), idempotency_key=idempotency_key)
@@ -37,11 +37,11 @@ def create_deletion(body: DeletionCreate, state: StateDep, caller: SubmitterDep,
         REQUESTS_RECEIVED.labels("rejected").inc()
         raise Problem(422, "Idempotency key reused with a different body",
                       f"The key was first used for request {e.request_id}.") from e
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
     REQUESTS_RECEIVED.labels("accepted" if created else "replayed").inc()
-    response.headers["Location"] = f"/v1/deletions/{record.id}"
-    return DeletionStatus.of(record)
+    headers = {"Location": f"/v1/deletions/{record.id}"} | ({} if created else {"Idempotent-Replayed": "true"})
+    # Serialised here, once: returning the model would have FastAPI validate it against itself again.
+    return Response(DeletionStatus.of(record).model_dump_json(), status.HTTP_202_ACCEPTED, headers,
+                    media_type="application/json")
 
 
 @router.get("/{request_id}", response_model=DeletionStatus, responses={401: {}, 403: {}, 404: {}})

@@ -82,12 +82,10 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Checks: combinations the chart refuses, each with the reason ----------------------------------- */}}
 
 {{- define "forgetd.validate" -}}
-{{- if eq .Values.store.type "s3" }}
-{{- fail "store.type=s3: the S3/fsspec adapter store is not implemented in forgetd yet. Use store.type=pvc (a ReadWriteMany claim); see docs/operations.md, \"Adapter store\"." }}
+{{- if and (eq .Values.store.type "s3") (not .Values.store.s3.bucket) }}
+{{- fail "store.type=s3 needs store.s3.bucket (and, for a server other than AWS S3, store.s3.endpoint); see docs/operations.md, \"Adapter store\"." }}
 {{- end }}
-{{- if .Values.serving.vllm.url }}
-{{- fail "serving.vllm.url: forgetd's vLLM sink is not implemented yet; leave it empty and use the embedded engine (serving.enabled=true). See docs/operations.md, \"Serving\"." }}
-{{- end }}
+{{- include "forgetd.validateDelivery" . }}
 {{- if le (float64 .Values.worker.terminationGracePeriodSeconds) (float64 .Values.config.shutdown_grace_s) }}
 {{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be longer than config.shutdown_grace_s (%v): a stopped worker needs that long to finish or hand back its job before Kubernetes kills it." .Values.worker.terminationGracePeriodSeconds .Values.config.shutdown_grace_s) }}
 {{- end }}
@@ -129,6 +127,39 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* Where the adapter store is: the claim's mount path, or the bucket (credentials from an existing
+Secret, else the pod's own identity, e.g. IRSA through serviceAccount.annotations). */}}
+{{- define "forgetd.storeEnv" -}}
+{{- if eq .Values.store.type "pvc" }}
+- name: FORGETD_STORE_DIR
+  value: {{ .Values.store.pvc.mountPath | quote }}
+{{- else }}
+{{- $s3 := .Values.store.s3 }}
+- name: FORGETD_STORE_URL
+  value: {{ printf "s3://%s/%s" $s3.bucket (trimAll "/" $s3.prefix) | trimSuffix "/" | quote }}
+{{- if $s3.endpoint }}
+- name: FORGETD_STORE_ENDPOINT_URL
+  value: {{ $s3.endpoint | quote }}
+{{- end }}
+{{- if $s3.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ $s3.region | quote }}
+{{- end }}
+{{- if $s3.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.existingSecret }}
+      key: {{ $s3.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.existingSecret }}
+      key: {{ $s3.secretAccessKeyKey }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* env and envFrom of a forgetd container: include "forgetd.env" (dict "root" $ "extra" .Values.api.env) */}}
 {{- define "forgetd.env" -}}
 {{- $root := .root -}}
@@ -137,8 +168,7 @@ env:
     value: production
   - name: FORGETD_DATA_DIR
     value: /data
-  - name: FORGETD_STORE_DIR
-    value: {{ $root.Values.store.pvc.mountPath | quote }}
+  {{- include "forgetd.storeEnv" $root | trim | nindent 2 }}
   - name: FORGETD_API_HOST
     value: 0.0.0.0
   - name: FORGETD_SERVE_HOST
@@ -179,9 +209,11 @@ envFrom:
     {{- end }}
 - name: tmp
   emptyDir: {}
+{{- if eq $root.Values.store.type "pvc" }}
 - name: store
   persistentVolumeClaim:
     claimName: {{ include "forgetd.storeClaimName" $root }}
+{{- end }}
 {{- if and .model $root.Values.model.existingClaim }}
 - name: models
   persistentVolumeClaim:
@@ -199,8 +231,10 @@ envFrom:
   mountPath: /data
 - name: tmp
   mountPath: /tmp
+{{- if eq $root.Values.store.type "pvc" }}
 - name: store
   mountPath: {{ $root.Values.store.pvc.mountPath }}
+{{- end }}
 {{- if and .model $root.Values.model.existingClaim }}
 - name: models
   mountPath: {{ $root.Values.model.mountPath }}
