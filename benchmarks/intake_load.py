@@ -1,6 +1,6 @@
 """Load benchmark of the intake API: accepted deletion requests per second, latency, and nothing lost.
 
-Starts the API (uvicorn, loopback only) against the local Redis under a fresh key prefix, posts
+Starts the API (``forgetd api``, loopback only) against the local Redis under a fresh key prefix, posts
 deletion requests from several concurrent clients for a bounded time and count, then checks that every
 request answered 202 is stored in the ledger and every stored one was answered: the two counts must be
 equal. Nothing admits the requests (no worker): this measures intake alone. It also reports the API
@@ -36,11 +36,10 @@ def _start_api(port: int, prefix: str, workers: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FORGETD_")}
     env.update({"FORGETD_KEY_PREFIX": prefix, "FORGETD_QUEUE_NAME": f"{prefix}-admit",
                 "FORGETD_API_TOKEN": TOKEN, "FORGETD_RATE_LIMIT_PER_MINUTE": "0",
-                "FORGETD_DATA_DIR": f"/tmp/{prefix}"})
-    command = [sys.executable, "-m", "uvicorn", "--factory", "forgetd.api.app:app_from_environment",
-               "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-               "--no-access-log"]
-    process = subprocess.Popen(command, env=env)
+                "FORGETD_DATA_DIR": f"/tmp/{prefix}", "FORGETD_API_HOST": "127.0.0.1",
+                "FORGETD_API_PORT": str(port), "FORGETD_API_WORKERS": str(workers)})
+    # `forgetd api` as operators run it: with several workers, one listening socket per process.
+    process = subprocess.Popen([sys.executable, "-m", "forgetd.cli", "api"], env=env)
     for _ in range(200):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
@@ -121,7 +120,7 @@ def _wrk(url: str, clients: int, seconds: float, workdir: Path) -> tuple[dict[st
 
 
 def _cpu_seconds(root_pid: int) -> float:
-    """User + system CPU of a process and its children (uvicorn's workers), from /proc."""
+    """User + system CPU of a process and its children (the API processes), from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     pending = [root_pid]
@@ -146,7 +145,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--max-requests", type=int, default=100_000, help="python generator only")
-    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="API processes (FORGETD_API_WORKERS)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--generator", choices=["wrk", "python"], default="wrk" if shutil.which("wrk") else "python")
     args = parser.parse_args()

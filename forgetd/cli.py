@@ -58,7 +58,7 @@ def up() -> None:
 @app.command()
 def api() -> None:
     """Run the intake API (uvicorn)."""
-    from forgetd.api.app import run_api
+    from forgetd.api.server import run_api
 
     run_api(_settings())
 

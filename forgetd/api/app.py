@@ -1,4 +1,4 @@
-"""The intake API application: ``create_app(settings)`` and ``run_api(settings)``."""
+"""The intake API application: ``create_app(settings)``; running it is ``forgetd.api.server``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
@@ -24,7 +23,7 @@ from forgetd.pipeline.inbox import AdmissionInbox
 from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.security.api_keys import ApiKeys
 from forgetd.security.rate_limit import RateLimiter
-from forgetd.settings import Settings, get_settings
+from forgetd.settings import Settings
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -88,17 +87,3 @@ def _ledger_snapshot(ledger: Ledger) -> LedgerSnapshot | None:
     now = time.time()
     return LedgerSnapshot(counts={state.value: n for state, n in counts.items()},
                           oldest_age_s={state.value: max(0.0, now - t) for state, t in oldest.items()})
-
-
-def app_from_environment() -> FastAPI:
-    """The app for ``uvicorn --factory``: each worker process reads the settings itself."""
-    return create_app(get_settings())
-
-
-def run_api(settings: Settings) -> None:
-    if settings.api_workers == 1:
-        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
-        return
-    # Several processes: uvicorn imports the app in each worker, so it gets a factory's import path.
-    uvicorn.run("forgetd.api.app:app_from_environment", factory=True, workers=settings.api_workers,
-                host=settings.api_host, port=settings.api_port, log_level="info")
