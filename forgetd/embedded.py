@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import redis
 
 from forgetd.settings import Settings
+from forgetd.supervision import wait_for_stop
 
 logger = logging.getLogger("forgetd.up")
 
@@ -44,7 +45,7 @@ def run_embedded(settings: Settings) -> int:
         children += [_spawn(role, env) for role in ROLES]
         logger.info("forgetd is up: API http://%s:%d, serving http://%s:%d (Ctrl-C stops)",
                     settings.api_host, settings.api_port, settings.serve_host, settings.serve_port)
-        return _supervise(children)
+        return wait_for_stop(lambda: _first_exited(children))
     finally:
         _stop(children)
 
@@ -104,22 +105,9 @@ def _spawn(role: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "forgetd.cli", role], env=env)
 
 
-def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
-    stopping = False
-
-    def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    while not stopping:
-        for child in children:
-            if child.poll() is not None:
-                logger.error("%s exited with status %s; stopping the others", child.args, child.returncode)
-                return 1
-        time.sleep(0.5)
-    return 0
+def _first_exited(children: list[subprocess.Popen[bytes]]) -> str | None:
+    exited = next((child for child in children if child.poll() is not None), None)
+    return f"{exited.args!r} exited with status {exited.returncode}" if exited else None
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:

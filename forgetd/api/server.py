@@ -10,9 +10,7 @@ stops every process (each finishes its requests), and if one process dies the ot
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
-import signal
 import socket
 import time
 from collections.abc import Sequence
@@ -21,8 +19,7 @@ from multiprocessing.process import BaseProcess
 import uvicorn
 
 from forgetd.settings import Settings
-
-logger = logging.getLogger(__name__)
+from forgetd.supervision import wait_for_stop
 
 STOP_GRACE_S = 30.0
 
@@ -37,9 +34,11 @@ def run_api(settings: Settings) -> None:
     for process in processes:
         process.start()
     try:
-        _supervise(processes)
+        status = wait_for_stop(lambda: _first_exited(processes))
     finally:
         _stop(processes)
+    if status:
+        raise SystemExit(status)
 
 
 def _serve_on_own_socket(settings: Settings) -> None:
@@ -66,21 +65,9 @@ def _reuse_port_socket(host: str, port: int) -> socket.socket:
     return listener
 
 
-def _supervise(processes: Sequence[BaseProcess]) -> None:
-    stopping = False
-
-    def request_stop(_signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    while not stopping:
-        dead = [process for process in processes if not process.is_alive()]
-        if dead:
-            logger.error("API process %s exited with %s; stopping the others", dead[0].name, dead[0].exitcode)
-            raise SystemExit(1)
-        time.sleep(0.5)
+def _first_exited(processes: Sequence[BaseProcess]) -> str | None:
+    exited = next((process for process in processes if not process.is_alive()), None)
+    return f"API process {exited.name} exited with {exited.exitcode}" if exited else None
 
 
 def _stop(processes: Sequence[BaseProcess]) -> None:

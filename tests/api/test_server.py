@@ -3,6 +3,7 @@ one answers, and SIGTERM stops them all."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 from pathlib import Path
@@ -50,5 +51,21 @@ def test_several_api_processes_each_listen_on_the_port_and_stop_together(setting
         api.send_signal(signal.SIGTERM)
         assert api.wait(timeout=40) == 0
         assert not any(Path(f"/proc/{pid}").exists() for pid in serving)
+    finally:
+        stop([api])
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT") or not Path("/proc/self/fd").exists(),
+                    reason="SO_REUSEPORT and Linux /proc")
+def test_when_one_api_process_dies_the_others_are_stopped(settings: Settings, tmp_path: Path) -> None:
+    port = free_port()
+    api = start("api", environment(settings, api_port=str(port), api_workers="2"), tmp_path / "api.log")
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}", [api])
+        serving = [pid for pid in _children(api.pid) if _listening_inodes(pid)]
+        os.kill(serving[0], signal.SIGKILL)
+
+        assert api.wait(timeout=40) == 1
+        assert not Path(f"/proc/{serving[1]}").exists()
     finally:
         stop([api])
