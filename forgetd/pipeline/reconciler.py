@@ -20,7 +20,6 @@ cheap next to training, so this timeout is shorter than ``stuck_after_s``, and i
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 
 from forgetd.ledger import DeletionRecord, RequestState
@@ -45,7 +44,7 @@ def reconcile(ctx: PipelineContext, now: float) -> ReconcileReport:
     """One pass over the stuck requests; returns what was nudged (ids only)."""
     report = ReconcileReport()
     stuck_before = now - ctx.settings.stuck_after_s
-    lineages: Counter[str] = Counter()
+    lineages: set[str] = set()
     for record in _stuck(ctx, [S.RECEIVED], stuck_before):
         ctx.scheduler.admit(record.id)
         report.readmitted.append(record.id)
@@ -53,11 +52,11 @@ def reconcile(ctx: PipelineContext, now: float) -> ReconcileReport:
     for record in _stuck(ctx, [S.QUEUED, *IN_FLIGHT], stuck_before) + undelivered:
         if _restore_to_queue(ctx, record):
             report.requeued.append(record.id)
-        lineages[record.lineage] += 1
+        lineages.add(record.lineage)
     report.redelivered = [record.id for record in undelivered]
     # Every published lineage gets a job too: with nothing to train, the job re-delivers the current
     # version, so a serving system that restarted (and lost it) is brought back within one interval.
-    lineages.update({lineage: 0 for lineage in ctx.store.lineages()})
+    lineages.update(ctx.store.lineages())
     for lineage in sorted(lineages):
         # A running job picks the rest up when it finishes.
         if not lease_is_held(ctx.redis, ctx.settings.key_prefix, lineage):

@@ -12,13 +12,9 @@ import httpx
 import pytest
 
 from forgetd.settings import Settings
-from tests.processes import environment, free_port, start, stop, wait_until_ready
+from tests.processes import children, environment, free_port, start, stop, wait_until_ready
 
 pytestmark = pytest.mark.integration
-
-
-def _children(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def _listening_inodes(pid: int) -> set[str]:
@@ -40,7 +36,7 @@ def test_several_api_processes_each_listen_on_the_port_and_stop_together(setting
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_ready(url, [api])
-        workers = _children(api.pid)
+        workers = children(api.pid)
         assert len(workers) >= 2  # the spawn start method may add its resource tracker
         serving = [pid for pid in workers if _listening_inodes(pid)]
         assert len(serving) >= 2
@@ -62,7 +58,7 @@ def test_when_one_api_process_dies_the_others_are_stopped(settings: Settings, tm
     api = start("api", environment(settings, api_port=str(port), api_workers="2"), tmp_path / "api.log")
     try:
         wait_until_ready(f"http://127.0.0.1:{port}", [api])
-        serving = [pid for pid in _children(api.pid) if _listening_inodes(pid)]
+        serving = [pid for pid in children(api.pid) if _listening_inodes(pid)]
         os.kill(serving[0], signal.SIGKILL)
 
         assert api.wait(timeout=40) == 1

@@ -7,10 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import redis
 
-from adapters_store import AdapterStore
-from forgetd.ledger import NewRequest, PayloadUnavailableError, RequestState, open_ledger
+from forgetd.ledger import NewRequest, PayloadUnavailableError, RequestState
 from forgetd.payload import DeletionPayload, Probe
 from forgetd.pipeline.admission import admit_request
 from forgetd.pipeline.context import PipelineContext
@@ -23,15 +21,8 @@ S = RequestState
 
 
 @pytest.fixture
-def scheduler() -> RecordingScheduler:
-    return RecordingScheduler()
-
-
-@pytest.fixture
-def ctx(settings: Settings, redis_client: redis.Redis, scheduler: RecordingScheduler) -> PipelineContext:
-    settings = settings.model_copy(update={"batch_max_size": 3})
-    return PipelineContext(settings, redis_client, open_ledger(settings, redis_client),
-                           AdapterStore(settings.adapters_dir), scheduler)
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"batch_max_size": 3})
 
 
 def _submit(ctx: PipelineContext, *texts: str, neighbours: list[Probe] | None = None) -> str:

@@ -5,28 +5,15 @@ from __future__ import annotations
 import pytest
 import redis
 
-from adapters_store import AdapterStore
-from forgetd.ledger import NewRequest, RequestState, open_ledger
+from forgetd.ledger import NewRequest, RequestState
 from forgetd.payload import DeletionPayload
 from forgetd.pipeline import inbox as inbox_module
 from forgetd.pipeline.admission import admit_request
 from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.inbox import AdmissionInbox
-from forgetd.settings import Settings
 from tests.pipeline.recording import RecordingScheduler
 
 S = RequestState
-
-
-@pytest.fixture
-def scheduler() -> RecordingScheduler:
-    return RecordingScheduler()
-
-
-@pytest.fixture
-def ctx(settings: Settings, redis_client: redis.Redis, scheduler: RecordingScheduler) -> PipelineContext:
-    return PipelineContext(settings, redis_client, open_ledger(settings, redis_client),
-                           AdapterStore(settings.adapters_dir), scheduler)
 
 
 @pytest.fixture

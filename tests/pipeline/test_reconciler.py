@@ -5,33 +5,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-import redis
-
-from adapters_store import AdapterStore
-from forgetd.ledger import NewRequest, RequestState, open_ledger
+from forgetd.ledger import NewRequest, RequestState
 from forgetd.payload import DeletionPayload
 from forgetd.pipeline.admission import admit_request
 from forgetd.pipeline.context import PipelineContext
 from forgetd.pipeline.locks import LineageLease
 from forgetd.pipeline.reconciler import reconcile
-from forgetd.settings import Settings
 from tests.adapters_store.conftest import PUBLISH_DEFAULTS, write_peft_dir
 from tests.pipeline.recording import RecordingScheduler
 
 S = RequestState
 LATER = 3600.0  # "now" an hour on: everything created in the test counts as stuck
-
-
-@pytest.fixture
-def scheduler() -> RecordingScheduler:
-    return RecordingScheduler()
-
-
-@pytest.fixture
-def ctx(settings: Settings, redis_client: redis.Redis, scheduler: RecordingScheduler) -> PipelineContext:
-    return PipelineContext(settings, redis_client, open_ledger(settings, redis_client),
-                           AdapterStore(settings.adapters_dir), scheduler)
 
 
 def _received(ctx: PipelineContext, text: str = "Mira Solberg works as a potter.") -> str:

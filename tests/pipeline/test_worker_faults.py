@@ -24,7 +24,17 @@ from forgetd.pipeline.celery_app import create_celery_app
 from forgetd.pipeline.scheduling import CeleryScheduler
 from forgetd.settings import Settings
 from tests.conftest import API_TOKEN
-from tests.processes import RedisServer, environment, free_port, kill_group, start, stop, wait_until_ready
+from tests.processes import (
+    RedisServer,
+    alive,
+    children,
+    environment,
+    free_port,
+    kill_group,
+    start,
+    stop,
+    wait_until_ready,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 S = RequestState
@@ -123,29 +133,15 @@ def test_sigterm_lets_the_running_job_finish_before_the_worker_exits(
     assert ledger.get(request_id).attempts == 1
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except FileNotFoundError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the process tree from Linux /proc")
 def test_a_worker_killed_alone_takes_its_embedded_beat_with_it(settings: Settings, tmp_path: Path) -> None:
     worker = start("worker", environment(settings), tmp_path / "worker.log")
     try:
-        _wait_for(lambda: bool(_children(worker.pid)), "the embedded beat to start", timeout_s=120)
-        beat = _children(worker.pid)[0]
+        _wait_for(lambda: bool(children(worker.pid)), "the embedded beat to start", timeout_s=120)
+        beat = children(worker.pid)[0]
         worker.kill()  # SIGKILL to the worker's PID alone, as an OOM kill or a bare `kill -9` does
         worker.wait(timeout=10)
-        _wait_for(lambda: not _alive(beat), "the orphaned beat to exit", timeout_s=15)
+        _wait_for(lambda: not alive(beat), "the orphaned beat to exit", timeout_s=15)
     finally:
         stop([worker])
 
