@@ -293,6 +293,8 @@ def bench(
     replay: Annotated[int, typer.Option(help="Earlier requests' probes (and neighbours) each batch replays, "
                                         "at most.")] = 48,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    gold_reseeded: Annotated[bool, typer.Option(help="Also retrain gold with the next seed (the noise floor of "
+                                                "every comparison with gold).")] = True,
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
 ) -> None:
     """Benchmark unlearning against retraining on a stream of deletion requests; writes the report to --out."""
@@ -305,7 +307,7 @@ def bench(
             "model": model, "dataset": dataset, "requests": requests, "batch_size": batch_size, "method": method,
             "baselines": tuple(name.strip() for name in baselines.split(",") if name.strip()), "seed": seed,
             "out": out, "cache": cache, "retain": retain, "heldout": heldout, "neighbours": neighbours,
-            "replay": replay, "device": device})
+            "replay": replay, "device": device, "gold_reseeded": gold_reseeded})
     except ValidationError as e:
         _fail(f"invalid benchmark options:\n{e}")
         return

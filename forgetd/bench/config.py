@@ -40,6 +40,8 @@ class BenchConfig(BaseModel):
                         "re-verifies, and earlier neighbours it keeps, at most (a cap, so the cost per request "
                         "stays flat).")
     device: DeviceChoice = Field("auto", description="auto picks cuda when available.")
+    gold_reseeded: bool = Field(True, description="Also retrain gold with the next seed and score it against gold: "
+                                "how far two retrainings differ, the floor under every comparison with gold.")
 
     @field_validator("method")
     @classmethod

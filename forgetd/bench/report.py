@@ -25,7 +25,7 @@ TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("relearn_recovery_gold", "  gold under the same attack", "ratio"),
     ("quant_recovery", "quant recovery (recall quantised - before)", "signed"),
     ("wall_s_per_request", "wall s / request", "seconds"),
-    ("cost_growth", "  wall s / request, last 10 over first 10", "ratio"),
+    ("cost_growth", "  s / request, last 10 over first 10 (full batches)", "ratio"),
     ("cpu_s_per_request", "process CPU s / request", "seconds"),
     ("gpu_s_per_request", "GPU s / request", "seconds"),
     ("peak_memory_bytes", "peak memory (RSS)", "bytes"),

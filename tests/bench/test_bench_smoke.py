@@ -19,7 +19,7 @@ from forgetd.models.tiny import TinyTraining
 # Small enough to memorise four people in a few seconds on two cores.
 TOY = TinyTraining(hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=128,
                    learning_rate=5e-3, max_steps=400, check_every=25)
-METHODS = ["original", "gold", "npo", "full_ga", "full_graddiff", "full_npo"]
+METHODS = ["original", "gold", "gold_reseeded", "npo", "full_ga", "full_graddiff", "full_npo"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_every_method_has_every_field(toy_run):
     for name, row in report["methods"].items():
         for key, _, _ in TABLE_ROWS:
             value = row[key]
-            if key == "cost_growth" and name in ("original", "gold"):  # no stream was replayed
+            if key == "cost_growth" and name in ("original", "gold", "gold_reseeded"):  # no stream was replayed
                 assert value is None
                 continue
             assert isinstance(value, int | float) and math.isfinite(value), (name, key, value)
@@ -58,7 +58,7 @@ def test_curves_have_a_point_per_batch_and_the_files_are_written(toy_run):
     assert [b["batch"] for b in report["batches"]["npo"]] == [1, 2]
     assert json.loads((config.out / "report.json").read_text())["methods"].keys() == report["methods"].keys()
     table = (config.out / "report.md").read_text()
-    assert "| metric | original | gold | npo | full_ga | full_graddiff | full_npo |" in table
+    assert "| metric | original | gold | gold_reseeded | npo | full_ga | full_graddiff | full_npo |" in table
     assert (config.out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
