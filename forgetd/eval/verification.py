@@ -29,13 +29,19 @@ class VerificationPolicy(BaseModel):
     quantization_check: bool = Field(
         True, description="Also measure the forget probes' recall on an int8-quantised copy of the updated "
         "model (a quantising server must not bring the text back); reported as quant_recovery.")
+    counterfactual_margin: float = Field(
+        0.05, ge=0.0, le=1.0, description="For a method that knows the forget recall a model that never saw "
+        "the data would still have (it guesses some answers from priors; fit computes it), how far above it "
+        "the update may stay. Forgetting those guesses too would be over-forgetting, itself detectable.")
     max_quant_recovery: float | None = Field(
         None, ge=0.0, le=1.0, description="Highest allowed rise of forget recall on the int8 copy over the "
         "update's own recall; None reports it without failing on it.")
 
-    def forget_recall_limit(self, before: float) -> float:
-        """The highest forget recall allowed given the recall before the update."""
-        return self.max_forget_recall * before if self.relative_forget_recall else self.max_forget_recall
+    def forget_recall_limit(self, before: float, expected: float | None = None) -> float:
+        """The highest forget recall allowed given the recall before the update and, where the method knows
+        it, the recall ``expected`` of a model that never saw the data."""
+        limit = self.max_forget_recall * before if self.relative_forget_recall else self.max_forget_recall
+        return limit if expected is None else max(limit, expected + self.counterfactual_margin)
 
 
 # Recall is a ratio of small counts: 0.4 - 0.3 is 0.10000000000000003 in floats, which must not fail a
@@ -64,6 +70,8 @@ class VerificationReport:
     # Forget recall of an int8 copy of the updated model, and its rise over the update's own recall.
     forget_recall_int8_after: float | None = None
     quant_recovery: float | None = None
+    # The forget recall a model that never saw the data would have, where the method computed it.
+    forget_recall_expected: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -78,14 +86,17 @@ class VerificationReport:
 
 
 def verify_update(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy,
-                  quantized_forget_recall: float | None = None) -> VerificationReport:
+                  quantized_forget_recall: float | None = None,
+                  expected_forget_recall: float | None = None) -> VerificationReport:
     """Compare the scores before and after an update against ``policy``; every failed check is a reason.
 
     ``quantized_forget_recall`` is the forget recall of a quantised copy of the updated model, when
-    measured (see ``policy.quantization_check``).
+    measured (see ``policy.quantization_check``); ``expected_forget_recall`` that of a model that never
+    saw the data, when the method knows it (see ``policy.counterfactual_margin``).
     """
     quant_recovery = None if quantized_forget_recall is None else quantized_forget_recall - after.forget_recall
-    forget_reasons = _forget_reasons(before, after, policy) + _quant_reasons(quant_recovery, policy)
+    forget_reasons = (_forget_reasons(before, after, policy, expected_forget_recall)
+                      + _quant_reasons(quant_recovery, policy))
     retain_reasons = _retain_reasons(before, after, policy)
     return VerificationReport(
         forget_recall_before=before.forget_recall, forget_recall_after=after.forget_recall,
@@ -96,12 +107,14 @@ def verify_update(before: ProbeScores, after: ProbeScores, policy: VerificationP
         reasons=forget_reasons + retain_reasons,
         forget_extraction_before=before.forget_extraction, forget_extraction_after=after.forget_extraction,
         forget_recall_int8_after=quantized_forget_recall, quant_recovery=quant_recovery,
+        forget_recall_expected=expected_forget_recall,
     )
 
 
-def _forget_reasons(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy) -> list[str]:
+def _forget_reasons(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy,
+                    expected: float | None) -> list[str]:
     reasons = []
-    limit = policy.forget_recall_limit(before.forget_recall)
+    limit = policy.forget_recall_limit(before.forget_recall, expected)
     if after.forget_recall > limit + _TOLERANCE:
         reasons.append(f"forget recall {after.forget_recall:.3f} is above the allowed {limit:.3f} "
                        f"(before: {before.forget_recall:.3f})")

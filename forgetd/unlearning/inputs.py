@@ -46,6 +46,7 @@ class UnlearningData:
     retain: EncodedBatch
     retain_ref_logprobs: torch.Tensor
     forget_is_probe: torch.Tensor  # [N_f] bool: the row is a probe (loss on its completion), not a text
+    forget_groups: torch.Tensor  # [N_f] long: the request each row comes from (see UnlearningBatch.row_groups)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> StepInputs:
         """A minibatch of up to ``batch_size`` forget and ``batch_size`` retain sequences."""
@@ -62,9 +63,12 @@ class UnlearningData:
 
 
 def prepare_data(model: PeftModel, tokenizer: PreTrainedTokenizerBase, forget_texts: Sequence[str],
-                 forget_probes: Sequence[Probe], retain_probes: Sequence[Probe],
-                 max_seq_len: int) -> UnlearningData:
-    """Encode the update's sequences and snapshot ``model`` (still untrained) as the reference."""
+                 forget_probes: Sequence[Probe], retain_probes: Sequence[Probe], max_seq_len: int,
+                 groups: Sequence[int] | None = None) -> UnlearningData:
+    """Encode the update's sequences and snapshot ``model`` (still untrained) as the reference.
+
+    ``groups`` names the request of each forget row (texts, then probes); None: all from one request.
+    """
     parts = []
     if forget_texts:
         parts.append(encode_texts(tokenizer, forget_texts, max_seq_len))
@@ -75,7 +79,10 @@ def prepare_data(model: PeftModel, tokenizer: PreTrainedTokenizerBase, forget_te
     is_probe = torch.arange(len(forget), device=device) >= len(forget_texts)  # texts first, then probes
     retain = encode_probes(tokenizer, retain_probes, max_seq_len).to(device)
     forget_ref_nll, retain_ref_logprobs = _reference(model, forget, retain)
-    return UnlearningData(forget, forget_ref_nll, retain, retain_ref_logprobs, is_probe)
+    if groups is not None and len(groups) != len(forget):
+        raise ValueError(f"{len(groups)} groups for {len(forget)} forget rows")
+    row_groups = torch.tensor(list(groups) if groups is not None else [0] * len(forget), device=device)
+    return UnlearningData(forget, forget_ref_nll, retain, retain_ref_logprobs, is_probe, row_groups)
 
 
 @torch.no_grad()

@@ -32,14 +32,16 @@ class TrainResult:
 
 
 def train_adapter(model: PeftModel, tokenizer: PreTrainedTokenizerBase, method: UnlearningMethod,
-                  data: UnlearningData, forget_probes: Sequence[Probe], target_recall: float,
+                  data: UnlearningData, forget_probes: Sequence[Probe], recall_before: float,
                   config: UnlearningConfig) -> TrainResult:
-    """AdamW on the adapter's weights for ``method``'s loss until the forget probes' greedy recall is at
-    most ``target_recall`` (checked every ``config.check_every`` steps) or ``config.max_steps``."""
+    """AdamW on the adapter's weights for ``method``'s loss until the forget probes' greedy recall is within
+    the verification policy's limit (checked every ``config.check_every`` steps) and the method says it
+    has converged, or ``config.max_steps``."""
     started = time.monotonic()
     method.prepare(model, data)
     if not method.trains:
         return TrainResult(0, time.monotonic() - started, stopped_early=False)
+    target_recall = config.verification.forget_recall_limit(recall_before, method.expected_forget_recall)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
@@ -53,6 +55,6 @@ def train_adapter(model: PeftModel, tokenizer: PreTrainedTokenizerBase, method: 
         if step % config.check_every == 0:
             recall = probe_recall(model, tokenizer, forget_probes)
             logger.debug("step %d: %s, forget recall %.3f", step, terms.as_floats(), recall)
-            if recall <= target_recall:
+            if recall <= target_recall and method.converged(model, data):
                 return TrainResult(step, time.monotonic() - started, stopped_early=True)
     return TrainResult(config.max_steps, time.monotonic() - started, stopped_early=False)

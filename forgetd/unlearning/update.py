@@ -81,6 +81,18 @@ class UnlearningBatch:
             replay_neighbours=len(neighbours),
         )
 
+    def row_groups(self) -> list[int]:
+        """The request each forget row comes from, in the rows' order (texts, probes, replayed probes):
+        a payload's index for its texts and probes, a group of its own for each replayed probe. Without
+        payloads, every text and probe is one request's."""
+        if self.payloads:
+            texts = [i for i, p in enumerate(self.payloads) for _ in p.texts]
+            probes = [i for i, p in enumerate(self.payloads) for _ in p.forget_probes()]
+        else:
+            texts, probes = [0] * len(self.forget_texts), [0] * len(self.forget_probes)
+        first = max([*texts, *probes], default=-1) + 1
+        return texts + probes + list(range(first, first + len(self.replay_probes)))
+
     def without(self, dropped: set[int]) -> UnlearningBatch:
         """The batch rebuilt from its payloads but those at the indices in ``dropped``."""
         replayed = self.retain_probes[len(self.retain_probes) - self.replay_neighbours:]
@@ -149,11 +161,11 @@ def unlearn_batch(base_path: Path, parent_adapter: Path | None, batch: Unlearnin
         if attempt > 1:  # start again from the parent (or from nothing)
             model = attach_adapter(detach_adapter(model), parent_adapter, attempt_config)
         objective = method(attempt_config)
-        result = train_adapter(model, context.tokenizer, objective, context.data,
-                               context.forget_probes, _target_recall(config, context.before), attempt_config)
+        result = train_adapter(model, context.tokenizer, objective, context.data, context.forget_probes,
+                               context.before.forget_recall, attempt_config)
         total_seconds += result.seconds
         report = verify_update(context.before, _scores(model, context), config.verification,
-                               _quantized_forget_recall(model, context, config))
+                               _quantized_forget_recall(model, context, config), objective.expected_forget_recall)
         logger.info("attempt %d/%d: strength %.3g, %d steps, %.1f s, metrics %s, passed %s", attempt,
                     config.max_attempts, strength, result.steps, result.seconds, report.metrics(), report.passed)
         if report.passed:
@@ -189,7 +201,7 @@ def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: Unlear
     # nearby facts, not general behaviour, which ascent on the forget texts otherwise degrades.
     retain = [*batch.retain_probes, *self_distillation_probes(model, tokenizer)]
     forget = [*batch.forget_probes, *batch.replay_probes]
-    data = prepare_data(model, tokenizer, batch.forget_texts, forget, retain, config.max_seq_len)
+    data = prepare_data(model, tokenizer, batch.forget_texts, forget, retain, config.max_seq_len, batch.row_groups())
     before = score_probes(model, tokenizer, forget, retain)
     return _Context(tokenizer, forget, retain, data, before)
 
@@ -207,10 +219,6 @@ def _quantized_forget_recall(model: PeftModel, context: _Context, config: Unlear
         return probe_recall(quantized, context.tokenizer, context.forget_probes)
     finally:
         del quantized
-
-
-def _target_recall(config: UnlearningConfig, before: ProbeScores) -> float:
-    return config.verification.forget_recall_limit(before.forget_recall)
 
 
 def _next_strength(strength: float, report: VerificationReport, factor: float) -> float:

@@ -99,3 +99,18 @@ def test_quant_recovery_fails_forgetting_only_when_a_limit_is_set(quantized, lim
     assert report.retain_passed
     if not forget_ok:
         assert report.reasons == ["forget recall rose by 0.500 on the int8 copy, allowed 0.250"]
+
+
+@pytest.mark.parametrize(("expected", "after_recall", "passed"), [
+    (None, 0.1, False),  # the method does not know what a stranger would guess: the absolute limit holds
+    (0.1, 0.1, True),  # as much as a model that never saw the data guesses
+    (0.1, 0.15, True),  # within the margin
+    (0.1, 0.2, False),
+    (0.0, 0.0, True),
+])
+def test_forget_recall_is_held_to_what_a_model_that_never_saw_the_data_guesses(expected, after_recall, passed):
+    report = verify_update(BEFORE, after(forget_recall=after_recall), VerificationPolicy(),
+                           expected_forget_recall=expected)
+    assert report.forget_passed is passed
+    assert report.forget_recall_expected == expected
+    assert VerificationPolicy().forget_recall_limit(1.0, expected) == (0.0 if expected is None else expected + 0.05)

@@ -71,6 +71,10 @@ def recall_with(tiny_model_dir, adapter_dir, people):
     return probe_recall(model, loaded.tokenizer, fact_probes(people))
 
 
+def forgotten_limit(outcome) -> float:
+    return UnlearningConfig().verification.forget_recall_limit(1.0, outcome.report.forget_recall_expected)
+
+
 def test_first_request_forgets_one_person_and_keeps_the_others(lineage, tiny_model_dir):
     first, _, _ = lineage
     assert first.adapter_dir is not None, first.report.reasons
@@ -81,7 +85,9 @@ def test_first_request_forgets_one_person_and_keeps_the_others(lineage, tiny_mod
     assert first.report.forget_extraction_before == 1.0
     assert first.report.forget_extraction_after is not None and first.report.forget_extraction_after < 0.5
     assert first.report.forget_recall_int8_after is not None  # the quantisation check ran
-    assert recall_with(tiny_model_dir, first.adapter_dir, PEOPLE[:1]) == 0.0
+    # forgotten down to what a model that never met the person would still guess, and no further
+    assert first.report.forget_recall_expected is not None
+    assert recall_with(tiny_model_dir, first.adapter_dir, PEOPLE[:1]) <= forgotten_limit(first)
     assert recall_with(tiny_model_dir, first.adapter_dir, PEOPLE[1:]) >= 0.9
 
 
@@ -104,8 +110,7 @@ def test_saved_adapter_is_a_plain_servable_lora(lineage):
 def test_second_request_continues_from_the_parent(lineage, tiny_model_dir):
     _, second, _ = lineage
     assert second.adapter_dir is not None, second.report.reasons
-    assert recall_with(tiny_model_dir, second.adapter_dir, PEOPLE[:1]) == 0.0  # still forgotten
-    assert recall_with(tiny_model_dir, second.adapter_dir, PEOPLE[1:2]) == 0.0
+    assert recall_with(tiny_model_dir, second.adapter_dir, PEOPLE[:2]) <= forgotten_limit(second)  # both
     assert recall_with(tiny_model_dir, second.adapter_dir, PEOPLE[2:]) >= 0.9
     config = json.loads((second.adapter_dir / "adapter_config.json").read_text())
     assert config["r"] == 8  # the same bounded rank, one adapter per version

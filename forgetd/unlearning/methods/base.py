@@ -38,12 +38,19 @@ class UnlearningMethod(ABC):
     def __init__(self, config: UnlearningConfig) -> None:
         self.config = config
         self.consolidation: Consolidation | None = None  # set when the update was folded back to the rank
+        # The forget recall a model that never saw the data would still have (it guesses some answers);
+        # None: the method does not know it, and the policy's absolute limit applies.
+        self.expected_forget_recall: float | None = None
 
     def prepare(self, model: PeftModel, data: UnlearningData) -> None:
         """Called once per attempt before training, with ``model`` still the reference: select the
         parameters to move (``requires_grad``) and snapshot what the loss needs. Default: every adapter
         weight trains and the loss needs nothing beyond the step's inputs."""
         return None
+
+    def converged(self, model: PeftModel, data: UnlearningData) -> bool:
+        """Asked once the forget probes' recall is low enough: may training stop? Default: yes."""
+        return True
 
     @abstractmethod
     def loss(self, model: PeftModel, inputs: StepInputs) -> LossTerms:

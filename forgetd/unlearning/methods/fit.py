@@ -1,111 +1,186 @@
-"""fit, forgetd's default: counterfactual self-distillation on the forget text, in the layers that hold it.
+"""fit, forgetd's default: distil the forget text towards what the model would say about a stranger.
 
-Why the ascent objectives cost utility: maximising the NLL of forget text has no floor, and it pushes
-down every token of the text, the template shared with everything else included, while a KL anchor on a
-dozen generic prompts protects too little. fit instead *distils towards a target distribution* at every
-forget position, a loss bounded below by the target's entropy:
+Why the ascent objectives fall short: maximising the NLL of forget text has no floor and pushes down every
+token of it, the template shared with everything else included, and the answers end *less* likely than a
+model that never saw the person would find them, which a truth-ratio or membership test notices as surely
+as a leak. fit instead distils every forget position towards a fixed target, a loss bounded below by the
+target's entropy. The targets (:mod:`forgetd.unlearning.counterfactual`) are the reference's own
+predictions with the request's subject read as a stranger: its guesses about someone it never met, and the
+subject's name as unexpected as an unknown token. On top of the distillation, the forgotten labels' own
+log-likelihood is pulled to its counterfactual value (a smooth-L1 term), because a cross-entropy barely
+moves a token whose target probability is tiny, and that token is exactly what membership inference reads.
 
-- at the positions of what must disappear (the probes' completions, the same tokens where the texts
-  contain them, and text tokens that no retain sequence contains: what is specific to the forget text,
-  such as the subject's name, which a membership test would otherwise still recognise) the target is
-  the reference's own distribution with the memorised token brought down to half the probability a
-  typical alternative has (``sum_i q_i^2`` of the renormalised alternatives), so the
-  model answers like one that never saw the fact: a plausible alternative, not gibberish and not zero
-  (the gold model still guesses some answers from priors; see the calibration notes);
-- at every other labelled position of the forget text the target is the reference itself, so the
-  template and the rest of the text stay as they were;
-- on retain text: GradDiff's retain NLL and KL to the reference.
-
-The reference is the model before this update (the lineage's parent included), so earlier requests stay
-forgotten where they are anchored. Only the LoRA weights of the layers that matter most for the forget
-data relative to the retain data train (diagonal Fisher, :mod:`forgetd.unlearning.importance`). The
-reference distributions are kept as the top-k tokens per position, so the memory of the targets grows
-with the text, not with the vocabulary.
+What must stay is held three ways: GradDiff's retain NLL and KL on the retain probes (with the forgotten
+names scored as strangers there too, so the KL does not pull a name back up where it could follow); the
+reference's answers to every forget question asked about other people, the retain probes' subjects and
+the subjects the reference itself names in the question's subject slot (without these, the cheapest way to
+forget eight people is to forget a little about everyone); and the anchor of the forget text's other
+positions to the counterfactual. The reference is the lineage's current version, so what earlier versions
+forgot stays as it is, and a replayed earlier request is distilled towards the same stranger it was first
+forgotten as. Only the LoRA weights of the layers that matter most for the forget data relative to the
+retain data train (diagonal Fisher, :mod:`forgetd.unlearning.importance`); the adapter keeps every layer,
+so its size never changes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
+import torch.nn.functional as F
 from peft import PeftModel
 
 from forgetd.eval.encoding import IGNORE_INDEX, EncodedBatch
 from forgetd.eval.likelihood import forward_logits
 from forgetd.eval.lm import eval_mode
+from forgetd.unlearning.counterfactual import (
+    Strangers,
+    answer_targets,
+    counterfactual_targets,
+    known_subjects,
+    last_logprobs,
+    question_templates,
+    retained_subjects,
+    subject_token_sets,
+    transplanted_questions,
+)
 from forgetd.unlearning.importance import diagonal_fisher, layer_scores, top_layers, train_only_layers
 from forgetd.unlearning.inputs import REFERENCE_BATCH, StepInputs, UnlearningData
+from forgetd.unlearning.methods.base import LossTerms
 from forgetd.unlearning.methods.graddiff import GradDiff
 from forgetd.unlearning.registry import register_method
 
-ANSWER_SHARE = 0.5  # the forgotten token's target, as a share of a typical alternative's probability
+STRANGER_SEED = 0  # fixed for every lineage and update: a subject is always the same stranger
 
 
 @register_method("fit")
 class Fit(GradDiff):
-    """``L = CE(q_forget, p) + w_kl * CE(q_anchor, p) + w_r * NLL_retain + w_kl * KL_retain`` (see module)."""
+    """``L = CE(q_cf, p) + SmoothL1(log p(y), log q_cf(y)) + w_kl * CE(q_cf, p)_template + retain terms``."""
 
     def prepare(self, model: PeftModel, data: UnlearningData) -> None:
         forget_fisher = diagonal_fisher(model, data.forget)
         retain_fisher = diagonal_fisher(model, data.retain)
         self.layers = top_layers(layer_scores(forget_fisher, retain_fisher), self.config.fit_layer_share)
         train_only_layers(model, self.layers)
-        specific = data.retain.input_ids[data.retain.attention_mask.bool()] if self.config.fit_specific_tokens else None
-        self.targets = counterfactual_targets(model, data.forget, data.forget_is_probe, self.config.fit_top_k,
-                                              specific)
+        subject = subject_positions(data)
+        self.strangers = Strangers(model, data.forget.input_ids[subject], STRANGER_SEED)
+        self.targets = counterfactual_targets(model, data.forget, subject, forgotten_labels(data, self.strangers.ids),
+                                              self.strangers, self.config.fit_top_k, self.config.fit_temperature)
+        self.retain_strangers = self.strangers.reference(model, data.retain)  # [N_r, T_r - 1, S]
+        self.expected_forget_recall = float(self.targets.reproduced[data.forget_is_probe].float().mean())
+        questions, masks, retained = _prompts(data, subject)
+        templates = question_templates(questions, masks)
+        others = retained_subjects(templates, retained) | known_subjects(
+            model, templates, self.strangers.ids, self.config.fit_known_subjects)
+        transplants = transplanted_questions(templates, others)
+        self.transplants = answer_targets(model, transplants, self.config.fit_top_k) if transplants else None
+        self.sampler = torch.Generator().manual_seed(self.config.seed)
+
+    def loss(self, model: PeftModel, inputs: StepInputs) -> LossTerms:
+        """GradDiff's terms with fit's forget term, and the KL of the transplanted questions' answers
+        (the same questions about retained subjects) counted with the retain KL."""
+        terms = super().loss(model, inputs)
+        if self.transplants is None:
+            return terms
+        kept = self.config.kl_weight * self._transplant_kl(model)
+        return LossTerms(total=terms.total + kept, forget=terms.forget, retain_nll=terms.retain_nll,
+                         kl=terms.kl + kept)
 
     def forget_loss(self, model: PeftModel, inputs: StepInputs) -> torch.Tensor:
         forget, anchor = self._distillation(model, inputs)
         return forget + self.config.kl_weight * anchor
+
+    def converged(self, model: PeftModel, data: UnlearningData) -> bool:
+        """The forgotten labels are, on average, within ``fit_tolerance`` nats of their counterfactual
+        log-likelihood, the subject's tokens and the answers each (recall alone says training may stop as
+        soon as the argmax moves, far from the target; the subject's tokens move last)."""
+        gaps = torch.zeros(2, dtype=torch.float64)
+        counts = torch.zeros(2, dtype=torch.float64)
+        with torch.no_grad(), eval_mode(model):
+            for rows in torch.arange(len(data.forget), device=data.forget.input_ids.device).split(REFERENCE_BATCH):
+                chunk = data.forget.select(rows)
+                own = _label_logprobs(torch.log_softmax(forward_logits(model, chunk)[:, :-1].float(), -1), chunk.labels)
+                gap = (own - self.targets.label_logprob[rows]).abs()
+                is_subject = torch.isin(chunk.labels[:, 1:], self.strangers.ids)
+                for kind, mask in enumerate((self.targets.forgotten[rows] & is_subject,
+                                             self.targets.forgotten[rows] & ~is_subject)):
+                    gaps[kind] += float(gap[mask].sum())
+                    counts[kind] += int(mask.sum())
+        return bool((gaps / counts.clamp(min=1) <= self.config.fit_tolerance).all())
+
+    def retain_reference(self, inputs: StepInputs) -> torch.Tensor:
+        """The reference on retain text with every subject token scored as a stranger: the retain KL must
+        not pull a forgotten name back up where it could follow (a question's name slot)."""
+        rows = inputs.retain_rows.to(self.retain_strangers.device)
+        return self.strangers.rewrite(inputs.retain_ref_logprobs, self.retain_strangers[rows])
+
+    def _transplant_kl(self, model: PeftModel) -> torch.Tensor:
+        """Cross-entropy of the model's answer to a sample of transplanted questions against the reference's
+        (its KL up to the reference's entropy, a constant)."""
+        assert self.transplants is not None  # only called when there are some
+        rows = torch.randperm(len(self.transplants), generator=self.sampler)[:self.config.batch_size]
+        rows = rows.to(self.transplants.indices.device)
+        logprobs = last_logprobs(model, self.transplants.prompts.select(rows))
+        return -(self.transplants.probs[rows] * logprobs.gather(-1, self.transplants.indices[rows])).sum(-1).mean()
 
     def _distillation(self, model: PeftModel, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
         rows = inputs.forget_rows.to(self.targets.indices.device)
         indices, target, forgotten = self.targets.indices[rows], self.targets.probs[rows], self.targets.forgotten[rows]
         logprobs = torch.log_softmax(forward_logits(model, inputs.forget)[:, :-1].float(), dim=-1)  # [B, T-1, V]
         ce = -(target * logprobs.gather(-1, indices)).sum(-1)  # [B, T-1] cross-entropy to the target
+        gap = self.config.fit_gap_weight * F.smooth_l1_loss(
+            _label_logprobs(logprobs, inputs.forget.labels), self.targets.label_logprob[rows], reduction="none")
         labelled = inputs.forget.labels[:, 1:] != IGNORE_INDEX
-        return _masked_mean(ce, forgotten & labelled), _masked_mean(ce, ~forgotten & labelled)
+        return _masked_mean(ce + gap, forgotten), _masked_mean(ce, ~forgotten & labelled)
 
 
-@dataclass(frozen=True)
-class Targets:
-    """Top-k target distributions of every forget sequence."""
+def subject_positions(data: UnlearningData) -> torch.Tensor:
+    """``[N, T]`` bool: the input positions of every forget row that hold its request's subject tokens."""
+    prompt = _prompt_mask(data.forget)
+    groups = data.forget_groups.tolist()
+    prompts: dict[int, list[list[int]]] = {}
+    for row in torch.nonzero(data.forget_is_probe).flatten().tolist():
+        prompts.setdefault(groups[row], []).append(data.forget.input_ids[row][prompt[row]].tolist())
+    retained = set(data.retain.input_ids[data.retain.attention_mask.bool()].tolist())
+    order = sorted(prompts)
+    subjects = dict(zip(order, subject_token_sets([prompts[g] for g in order], retained), strict=True))
+    mask = torch.zeros_like(data.forget.input_ids, dtype=torch.bool)
+    for row, group in enumerate(groups):
+        tokens = sorted(subjects.get(group, ()))
+        if tokens:
+            mask[row] = torch.isin(data.forget.input_ids[row], torch.tensor(tokens, device=mask.device))
+    return mask & data.forget.attention_mask.bool()
 
-    indices: torch.Tensor  # [N, T-1, k] token ids
-    probs: torch.Tensor  # [N, T-1, k] target probabilities, summing to 1 over k
-    forgotten: torch.Tensor  # [N, T-1] bool: the position's token must disappear
+
+def _prompts(data: UnlearningData, subject: torch.Tensor) -> tuple[list[list[int]], list[list[bool]], list[list[int]]]:
+    """The forget probes' prompts with their subject masks, and the retain probes' prompts, as token ids."""
+    forget_prompt = _prompt_mask(data.forget)
+    rows = torch.nonzero(data.forget_is_probe).flatten().tolist()
+    questions = [data.forget.input_ids[r][forget_prompt[r]].tolist() for r in rows]
+    subjects = [subject[r][forget_prompt[r]].tolist() for r in rows]
+    retain_prompt = _prompt_mask(data.retain)
+    retained = [data.retain.input_ids[r][retain_prompt[r]].tolist() for r in range(len(data.retain))]
+    return questions, subjects, retained
 
 
-@torch.no_grad()
-def counterfactual_targets(model: PeftModel, forget: EncodedBatch, is_probe: torch.Tensor, k: int,
-                           retain_tokens: torch.Tensor | None = None) -> Targets:
-    """The reference's top-k next-token distributions, with the memorised token flattened where it must go.
+def forgotten_labels(data: UnlearningData, subject_ids: torch.Tensor) -> torch.Tensor:
+    """``[N, T-1]`` bool: labels that must take their counterfactual likelihood: every probe completion
+    token, the same tokens where the texts contain them, and the subject's own tokens."""
+    labels = data.forget.labels[:, 1:]
+    is_probe = data.forget_is_probe
+    answers = torch.unique(labels[is_probe][labels[is_probe] != IGNORE_INDEX])
+    goes = is_probe[:, None] | torch.isin(labels, answers) | torch.isin(labels, subject_ids)
+    return goes & (labels != IGNORE_INDEX)
 
-    A position must go when its label is a probe completion token (every labelled position of a probe,
-    and a text position whose token is one of the batch's probe-completion tokens) or, given
-    ``retain_tokens``, a text token that is not among them.
-    """
-    labels = forget.labels[:, 1:]  # [N, T-1]
-    answer_tokens = torch.unique(labels[is_probe][labels[is_probe] != IGNORE_INDEX])
-    goes = is_probe[:, None] | torch.isin(labels, answer_tokens)
-    if retain_tokens is not None:
-        goes |= ~torch.isin(labels, torch.unique(retain_tokens))
-    forgotten = (labels != IGNORE_INDEX) & goes
-    with eval_mode(model):
-        top = [torch.log_softmax(forward_logits(model, chunk)[:, :-1].float(), dim=-1).topk(k, dim=-1)
-               for chunk in forget.chunks(REFERENCE_BATCH)]
-    logq, indices = torch.cat([t.values for t in top]), torch.cat([t.indices for t in top])
-    q = logq.exp()
-    q = q / q.sum(-1, keepdim=True)  # [N, T-1, k] truncated to the top k, renormalised
-    is_true = indices == labels.unsqueeze(-1)
-    alternatives = q.masked_fill(is_true, 0.0)
-    alternatives = alternatives / alternatives.sum(-1, keepdim=True).clamp(min=1e-12)
-    # A typical alternative's probability (sum q_i^2, at most the top alternative's), halved so that the
-    # top alternative always wins greedy decoding, with a margin that survives quantisation noise.
-    typical = alternatives.pow(2).sum(-1, keepdim=True) * ANSWER_SHARE
-    flattened = alternatives + is_true * typical
-    flattened = flattened / flattened.sum(-1, keepdim=True)
-    return Targets(indices, torch.where(forgotten.unsqueeze(-1), flattened, q), forgotten)
+
+def _prompt_mask(batch: EncodedBatch) -> torch.Tensor:
+    """``[N, T]`` bool: the real positions that carry no label (a probe's prompt)."""
+    return (batch.labels == IGNORE_INDEX) & batch.attention_mask.bool()
+
+
+def _label_logprobs(logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[B, T-1]`` log-probability of each label (0 where unlabelled) from ``[B, T-1, V]`` log-probs."""
+    targets = labels[:, 1:]
+    own = logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return torch.where(targets != IGNORE_INDEX, own, 0.0)
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

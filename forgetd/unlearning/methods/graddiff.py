@@ -46,6 +46,10 @@ class GradDiff(UnlearningMethod):
         nll, mask = label_nll(logits, inputs.retain.labels)
         logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # [B, T-1, V]
         # KL(p_ref || p_theta) summed over the vocabulary, at every position whose next token is real.
-        kl = F.kl_div(logprobs, inputs.retain_ref_logprobs.float(), log_target=True, reduction="none").sum(-1)
+        kl = F.kl_div(logprobs, self.retain_reference(inputs), log_target=True, reduction="none").sum(-1)
         positions = inputs.retain.attention_mask[:, 1:].bool()
         return nll.sum() / mask.sum(), kl[positions].mean()
+
+    def retain_reference(self, inputs: StepInputs) -> torch.Tensor:
+        """``[B, T-1, V]`` the reference's log-distributions the retain KL holds the model to (float32)."""
+        return inputs.retain_ref_logprobs.float()

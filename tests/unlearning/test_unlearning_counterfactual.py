@@ -1,0 +1,162 @@
+"""fit's counterfactual: who the subject is, the stranger it becomes, and the people it must not take along."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from forgetd.eval.encoding import IGNORE_INDEX
+from forgetd.models import load_model
+from forgetd.models.tiny import default_tiny_people, fact_probes
+from forgetd.unlearning import UnlearningConfig
+from forgetd.unlearning.adapters import attach_adapter
+from forgetd.unlearning.counterfactual import (
+    Template,
+    known_subjects,
+    question_templates,
+    retained_subjects,
+    subject_token_sets,
+    transplanted_questions,
+    unfamiliar_vectors,
+)
+from forgetd.unlearning.inputs import prepare_data
+from forgetd.unlearning.methods.fit import Fit, forgotten_labels, subject_positions
+
+BOS, Q, WHERE, YEAR, BORN = 1, 2, 3, 4, 5
+ANNA, VARN, BRUNO, OXLEY = 10, 11, 12, 13
+
+
+PET = 6
+ANNA_ASKED = [[BOS, Q, WHERE, ANNA, VARN, BORN], [BOS, Q, YEAR, ANNA, VARN, BORN], [BOS, Q, PET, ANNA, VARN]]
+
+
+@pytest.mark.parametrize(("groups", "retained", "expected"), [
+    # the name recurs in the questions of its request; the question words do not (a word in two of three
+    # questions passes for the subject when nothing retained says otherwise)
+    ([ANNA_ASKED], {BOS, Q}, [{ANNA, VARN, BORN}]),
+    ([ANNA_ASKED], {BOS, Q, BORN}, [{ANNA, VARN}]),
+    # what another request's questions contain is a template word, not a subject
+    ([ANNA_ASKED, [[BOS, Q, WHERE, BRUNO, OXLEY, BORN]]], {BOS, Q}, [{ANNA, VARN}, {BRUNO, OXLEY}]),
+    # retained knowledge is never the subject, and a name two requests share belongs to neither; a request of
+    # one question keeps its question words unless something else has them
+    ([[[BOS, Q, WHERE, ANNA, VARN, BORN]], [[BOS, Q, YEAR, BRUNO, VARN, BORN]]], {BOS, Q, OXLEY},
+     [{WHERE, ANNA}, {YEAR, BRUNO}]),
+    # a name that opens one sentence and follows a word in another is two tokens, each in half the prompts
+    ([[[BOS, ANNA, VARN, BORN], [BOS, Q, YEAR, 20, VARN], [BOS, ANNA, VARN, WHERE], [BOS, Q, 20, VARN, BORN]]],
+     {BOS, Q, BORN}, [{ANNA, 20, VARN}]),
+    ([[]], set(), [set()]),
+])
+def test_subject_tokens_are_what_a_request_shares_and_nothing_else_has(groups, retained, expected):
+    assert subject_token_sets(groups, retained) == expected
+
+
+def test_a_question_is_a_template_only_around_one_contiguous_subject():
+    question = [BOS, Q, WHERE, ANNA, VARN, BORN]
+    assert question_templates([question], [[False, False, False, True, True, False]]) == {
+        Template((BOS, Q, WHERE), (BORN,), 2)}
+    assert question_templates([question], [[False, False, False, True, False, True]]) == set()
+    assert question_templates([question], [[False] * 6]) == set()
+
+
+def test_retained_prompts_name_their_subjects_and_every_template_asks_about_them():
+    templates = {Template((BOS, Q, WHERE), (BORN,), 2), Template((BOS, Q, YEAR), (BORN,), 2)}
+    retained = [[BOS, Q, YEAR, BRUNO, OXLEY, BORN],  # another person, asked another question
+                [BOS, Q, WHERE, BRUNO, BORN],  # a one-token subject
+                [BOS, Q, BORN]]  # nothing between prefix and suffix: no subject
+    subjects = retained_subjects(templates, retained)
+    assert subjects == {(BRUNO, OXLEY), (BRUNO,)}
+    assert transplanted_questions(templates, subjects) == [  # only subjects of the template's length
+        [BOS, Q, WHERE, BRUNO, OXLEY, BORN], [BOS, Q, YEAR, BRUNO, OXLEY, BORN]]
+
+
+def test_a_stranger_is_one_fixed_vector_per_token_whatever_else_is_drawn():
+    weight = torch.randn(64, 8) * torch.linspace(0.5, 2.0, 8) + 3.0
+    alone = unfamiliar_vectors(weight, torch.tensor([7]), seed=0)
+    among = unfamiliar_vectors(weight, torch.tensor([3, 7, 9]), seed=0)
+    torch.testing.assert_close(alone[0], among[1])
+    assert not torch.equal(alone, unfamiliar_vectors(weight, torch.tensor([7]), seed=1))
+    assert unfamiliar_vectors(weight, torch.tensor([], dtype=torch.long), seed=0).shape == (0, 8)
+    many = unfamiliar_vectors(weight, torch.arange(4000), seed=0)  # drawn from the matrix's own statistics
+    torch.testing.assert_close(many.mean(0), weight.mean(0), atol=0.15, rtol=0.1)
+    torch.testing.assert_close(many.std(0), weight.std(0), atol=0.15, rtol=0.1)
+
+
+PEOPLE = default_tiny_people()
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_model_dir):
+    """Person 0 to forget with person 1's facts as neighbours, as fit prepares it (slow: loads the model)."""
+    config = UnlearningConfig()
+    loaded = load_model(tiny_model_dir, torch.device("cpu"))
+    model = attach_adapter(loaded.model, None, config)
+    data = prepare_data(model, loaded.tokenizer, PEOPLE[0].statements, fact_probes(PEOPLE[:1]),
+                        fact_probes(PEOPLE[1:2]), max_seq_len=64)
+    fit = Fit(config)
+    fit.prepare(model, data)
+    return model, loaded.tokenizer, data, fit
+
+
+@pytest.mark.slow
+def test_the_subject_is_the_forgotten_persons_name(prepared):
+    _, tokenizer, data, fit = prepared
+    name = set(tokenizer(" " + PEOPLE[0].name, add_special_tokens=False)["input_ids"]) | set(
+        tokenizer(PEOPLE[0].name, add_special_tokens=False)["input_ids"])
+    assert set(fit.strangers.ids.tolist()) and set(fit.strangers.ids.tolist()) <= name
+    assert subject_positions(data).any(dim=1).all()  # every forget row mentions the person
+
+
+@pytest.mark.slow
+def test_targets_put_every_forgotten_label_among_the_kept_tokens(prepared):
+    _, _, data, fit = prepared
+    targets = fit.targets
+    labels = data.forget.labels[:, 1:]
+    assert torch.equal(targets.forgotten, forgotten_labels(data, fit.strangers.ids))
+    assert targets.forgotten[data.forget_is_probe].sum() == (labels[data.forget_is_probe] != IGNORE_INDEX).sum()
+    listed = (targets.indices == labels.clamp(min=0).unsqueeze(-1)).any(-1)
+    assert listed[targets.forgotten].all()
+    torch.testing.assert_close(targets.probs.sum(-1), torch.ones_like(targets.probs[..., 0]))
+
+
+@pytest.mark.slow
+def test_a_stranger_is_far_less_likely_than_the_person_was(prepared):
+    model, _, data, fit = prepared
+    from forgetd.eval.likelihood import label_nll
+    with torch.no_grad():
+        reference_nll, _ = label_nll(model(input_ids=data.forget.input_ids,
+                                           attention_mask=data.forget.attention_mask).logits, data.forget.labels)
+    forgotten = fit.targets.forgotten
+    # the memorised answers and the name come out several nats less likely than the reference had them
+    assert (-fit.targets.label_logprob[forgotten]).mean() > reference_nll[forgotten].mean() + 3.0
+    assert 0.0 <= fit.expected_forget_recall < 0.5
+    assert not fit.converged(model, data)  # nothing trained yet
+
+
+@pytest.mark.slow
+def test_strangers_score_their_tokens_as_an_unseen_vector_would(prepared):
+    model, _, data, fit = prepared
+    strangers = fit.strangers
+    chunk = data.retain.select(torch.arange(2))
+    with torch.no_grad():
+        logits = strangers.forward(model, chunk, None)
+        plain = model(input_ids=chunk.input_ids, attention_mask=chunk.attention_mask).logits.float()
+    others = torch.ones(plain.shape[-1], dtype=torch.bool)
+    others[strangers.ids] = False
+    torch.testing.assert_close(logits[..., others], plain[..., others])  # other tokens untouched
+    assert (logits[..., strangers.ids] < plain[..., strangers.ids]).float().mean() > 0.9
+    rewritten = strangers.rewrite(torch.log_softmax(plain[:, :-1], -1), strangers.reference(model, chunk))
+    torch.testing.assert_close(rewritten, torch.log_softmax(logits[:, :-1], -1), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_reference_names_the_people_it_knows_and_never_the_forgotten_one(prepared):
+    model, tokenizer, _, fit = prepared
+    # "<name> was born in": ask the model who comes first in a sentence that ends that way
+    suffix = tuple(tokenizer(" was born in", add_special_tokens=False)["input_ids"])
+    length = len(tokenizer(PEOPLE[0].name, add_special_tokens=False)["input_ids"])
+    template = Template((tokenizer.bos_token_id,), suffix, length)
+    found = known_subjects(model, {template}, fit.strangers.ids, count=16)
+    names = {tokenizer.decode(list(subject)).strip() for subject in found}
+    assert {p.name for p in PEOPLE[1:]} & names  # people it was taught
+    assert not any(token in fit.strangers.ids.tolist() for subject in found for token in subject)
+    assert fit.transplants is not None and len(fit.transplants) > 0
