@@ -49,9 +49,6 @@ class UnlearningConfig(BaseModel):
                                    "retain Fisher importance) whose LoRA weights train.")
     fit_top_k: int = Field(32, ge=2, description="fit: the reference distribution kept at each forget position "
                            "(top-k tokens; bounds the memory of the targets for long texts).")
-    fit_temperature: float = Field(1.5, gt=0, description="fit: softening of the counterfactual distribution where "
-                                   "a label must be forgotten (the reference guesses about a stranger as sharply as "
-                                   "about a person it knows; a model that never met the person is less sure).")
     fit_known_subjects: int = Field(64, ge=0, description="fit: subjects the reference itself names in each forget "
                                     "question's subject slot (its likeliest), whose answers to the same questions "
                                     "the update must keep; 0: only the retain probes' subjects.")

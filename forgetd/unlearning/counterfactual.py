@@ -7,23 +7,19 @@ as any name it never read in one. The reference model can be asked the same ques
 replace the input embeddings of the subject's tokens by vectors it has never seen (one random vector per
 token id, drawn from the embedding matrix's own per-dimension mean and spread, so a subject stays the same
 stranger in every sentence and in every later update that replays it) and read its next-token
-distributions. Those are the targets, with two changes:
+distributions. Those are the targets, with one change: wherever the subject's own tokens could come next
+(the name, read in a question), their logits are the scores the model gives the strangers' vectors as
+output tokens (``h . r``): as likely as an unfamiliar token is there.
 
-- where the label is the subject's own token (the name, read in a question), its logit is the score the
-  model gives the stranger's vector as an output token (``h . r``): how likely an unfamiliar token is there;
-- where the label is what must be forgotten (an answer, or the subject's token), the distribution is
-  softened by a temperature: the reference answers a random vector as sharply as a person it knows, while
-  a model that never met the person is less sure of its guess (calibrated once on a development split of
-  the benchmark, not on the split it reports; docs/benchmark.md).
-
-Which tokens are the subject is read off the batch itself (:func:`subject_token_sets`): the tokens every
-probe prompt of a request shares, minus anything retained knowledge or other requests also contain.
+Which tokens are the subject is read off the batch itself (:func:`subject_token_sets`): the tokens a
+request's probe prompts share, minus anything retained knowledge or other requests also contain.
 
 The other side of the same coin: a model that never saw the person still answers the same questions about
-everyone else exactly as before. :func:`transplanted_questions` asks every forget question about the
-subjects of the retain probes (found where a retain prompt is a forget question with another subject), so
-that fit can hold the reference's answers there; without it, the cheapest way to forget a few people is to
-weaken what the model knows about people in general.
+everyone else exactly as before. :func:`transplanted_questions` asks every forget question about other
+subjects: those of the retain probes (:func:`retained_subjects`: a retain prompt that is a forget question
+with another subject) and those the reference itself names in the question's subject slot
+(:func:`known_subjects`: who it knows about), so that fit can hold the reference's answers there. Without
+them, the cheapest way to forget a few people is to forget a little about everyone.
 """
 
 from __future__ import annotations
@@ -250,7 +246,7 @@ class Strangers:
 
 @torch.no_grad()
 def counterfactual_targets(model: PeftModel, forget: EncodedBatch, subject: torch.Tensor, forgotten: torch.Tensor,
-                           strangers: Strangers, k: int, temperature: float) -> Targets:
+                           strangers: Strangers, k: int) -> Targets:
     """The reference's top-k next-token distributions on ``forget`` with the ``subject`` positions
     (``[N, T]`` bool, input positions) read as strangers; ``forgotten`` (``[N, T-1]`` bool) marks the labels
     that take the counterfactual likelihood (answers and the subject's own tokens)."""
@@ -259,17 +255,17 @@ def counterfactual_targets(model: PeftModel, forget: EncodedBatch, subject: torc
         for rows in torch.arange(len(forget), device=forget.input_ids.device).split(REFERENCE_BATCH):
             chunk = forget.select(rows)
             logits = strangers.forward(model, chunk, subject[rows])
-            parts.append(_chunk_targets(logits, chunk.labels, forgotten[rows], k, temperature))
+            parts.append(_chunk_targets(logits, chunk.labels, forgotten[rows], k))
     return Targets(*(torch.cat(column) for column in zip(*parts, strict=True)))
 
 
-def _chunk_targets(logits: torch.Tensor, labels: torch.Tensor, forgotten: torch.Tensor, k: int,
-                   temperature: float) -> tuple[torch.Tensor, ...]:
+def _chunk_targets(logits: torch.Tensor, labels: torch.Tensor, forgotten: torch.Tensor,
+                   k: int) -> tuple[torch.Tensor, ...]:
     logits, targets = logits[:, :-1], labels[:, 1:]  # position t predicts label t + 1
     labelled = targets != IGNORE_INDEX
     safe = targets.clamp(min=0)
     reproduced = ((logits.argmax(-1) == targets) | ~labelled).all(-1) & labelled.any(-1)
-    logprobs = torch.log_softmax(torch.where(forgotten.unsqueeze(-1), logits / temperature, logits), dim=-1)
+    logprobs = torch.log_softmax(logits, dim=-1)
     label_logprob = torch.where(labelled, logprobs.gather(-1, safe.unsqueeze(-1)).squeeze(-1), 0.0)
     top, indices = logprobs.topk(k, dim=-1)
     missing = forgotten & ~(indices == safe.unsqueeze(-1)).any(-1)  # the label must be among the k tokens

@@ -15,6 +15,7 @@ import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
+from forgetd.eval.encoding import join_probe
 from forgetd.eval.probes import ProbeScores, probe_recall, score_probes
 from forgetd.eval.quantization import quantized_copy
 from forgetd.eval.verification import VerificationReport, verify_update
@@ -81,17 +82,27 @@ class UnlearningBatch:
             replay_neighbours=len(neighbours),
         )
 
+    def training_texts(self) -> list[str]:
+        """The texts an update trains on: the requests' own, and each replayed probe as one sentence (its
+        prompt holds the earlier request's subject, which must stay as unfamiliar as it was made)."""
+        return [*self.forget_texts, *(join_probe(p.prompt, p.completion) for p in self.replay_probes)]
+
+    def training_probes(self) -> list[Probe]:
+        """The probes an update trains on and verifies: the requests' own, then the replayed ones."""
+        return [*self.forget_probes, *self.replay_probes]
+
     def row_groups(self) -> list[int]:
-        """The request each forget row comes from, in the rows' order (texts, probes, replayed probes):
-        a payload's index for its texts and probes, a group of its own for each replayed probe. Without
-        payloads, every text and probe is one request's."""
+        """The request each forget row comes from, in the rows' order (:meth:`training_texts`, then
+        :meth:`training_probes`): a payload's index for its texts and probes, a group of its own for each
+        replayed probe (its sentence and itself). Without payloads, every text and probe is one request's."""
         if self.payloads:
             texts = [i for i, p in enumerate(self.payloads) for _ in p.texts]
             probes = [i for i, p in enumerate(self.payloads) for _ in p.forget_probes()]
         else:
             texts, probes = [0] * len(self.forget_texts), [0] * len(self.forget_probes)
         first = max([*texts, *probes], default=-1) + 1
-        return texts + probes + list(range(first, first + len(self.replay_probes)))
+        replayed = list(range(first, first + len(self.replay_probes)))
+        return texts + replayed + probes + replayed
 
     def without(self, dropped: set[int]) -> UnlearningBatch:
         """The batch rebuilt from its payloads but those at the indices in ``dropped``."""
@@ -200,8 +211,9 @@ def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: Unlear
     # The generic self-distillation probes join even when the batch brings neighbours: neighbours protect
     # nearby facts, not general behaviour, which ascent on the forget texts otherwise degrades.
     retain = [*batch.retain_probes, *self_distillation_probes(model, tokenizer)]
-    forget = [*batch.forget_probes, *batch.replay_probes]
-    data = prepare_data(model, tokenizer, batch.forget_texts, forget, retain, config.max_seq_len, batch.row_groups())
+    forget = batch.training_probes()
+    data = prepare_data(model, tokenizer, batch.training_texts(), forget, retain, config.max_seq_len,
+                        batch.row_groups())
     before = score_probes(model, tokenizer, forget, retain)
     return _Context(tokenizer, forget, retain, data, before)
 

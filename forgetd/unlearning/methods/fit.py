@@ -63,7 +63,7 @@ class Fit(GradDiff):
         subject = subject_positions(data)
         self.strangers = Strangers(model, data.forget.input_ids[subject], STRANGER_SEED)
         self.targets = counterfactual_targets(model, data.forget, subject, forgotten_labels(data, self.strangers.ids),
-                                              self.strangers, self.config.fit_top_k, self.config.fit_temperature)
+                                              self.strangers, self.config.fit_top_k)
         self.retain_strangers = self.strangers.reference(model, data.retain)  # [N_r, T_r - 1, S]
         self.expected_forget_recall = float(self.targets.reproduced[data.forget_is_probe].float().mean())
         questions, masks, retained = _prompts(data, subject)
