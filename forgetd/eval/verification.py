@@ -72,6 +72,8 @@ class VerificationReport:
     quant_recovery: float | None = None
     # The forget recall a model that never saw the data would have, where the method computed it.
     forget_recall_expected: float | None = None
+    # The highest forget recall the policy allowed; the serving canary holds the served version to it.
+    forget_recall_limit: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -108,6 +110,7 @@ def verify_update(before: ProbeScores, after: ProbeScores, policy: VerificationP
         forget_extraction_before=before.forget_extraction, forget_extraction_after=after.forget_extraction,
         forget_recall_int8_after=quantized_forget_recall, quant_recovery=quant_recovery,
         forget_recall_expected=expected_forget_recall,
+        forget_recall_limit=policy.forget_recall_limit(before.forget_recall, expected_forget_recall),
     )
 
 

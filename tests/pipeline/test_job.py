@@ -54,7 +54,9 @@ def test_a_job_publishes_one_version_and_completes_with_a_receipt(ctx: PipelineC
     assert record.state is S.COMPLETED and record.attempts == 1
     assert record.receipt is not None
     assert record.receipt["adapter_version"] == 1 and record.receipt["served_name"] == "default-v1"
-    assert record.receipt["metrics"]["forget_recall_after"] == 0.0
+    metrics = record.receipt["metrics"]
+    # Forgotten as a stranger is: at most what a model that never saw the person would guess, plus a margin.
+    assert metrics["forget_recall_after"] <= metrics["forget_recall_limit"] < metrics["forget_recall_before"]
     # The receipt carries the verification's extraction strength and int8 quantisation check too.
     assert {"forget_extraction_after", "forget_recall_int8_after", "quant_recovery"} <= record.receipt["metrics"].keys()
     assert ctx.store.manifest("default", 1).request_ids == (request_id,)

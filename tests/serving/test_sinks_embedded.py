@@ -50,9 +50,9 @@ class Serving:
 
         return EmbeddedSink(announce, endpoint or self.endpoint(), timeout_s=20, poll_s=0.1)
 
-    def publish(self, lineage: str, adapter: Path) -> Manifest:
+    def publish(self, lineage: str, adapter: Path, metrics: dict[str, float] | None = None) -> Manifest:
         return self.store.publish(lineage, adapter, base_model=self.base, method="graddiff",
-                                  request_ids=[uuid.uuid4().hex], metrics={})
+                                  request_ids=[uuid.uuid4().hex], metrics=metrics or {})
 
     def alias(self, lineage: str) -> str:
         return str(self.endpoint().models()[lineage]["root"])
@@ -117,10 +117,25 @@ def test_a_failed_canary_rolls_the_alias_back_to_the_previous_version(
     outcome = deliver([sink], serving.store, Delivery(v2, v1, [NEVER_SAID, recalled]))
 
     assert outcome.status == "canary_failed"
-    assert outcome.reason == "canary: 1 of 2 forget probes still answered; rolled back to v1"
+    assert outcome.reason == "canary: 1 of 2 forget probes still answered (0 allowed); rolled back to v1"
     assert serving.store.current_version(lineage) == 1
     assert serving.alias(lineage) == f"{lineage}-v1"
     assert serving.store.history(lineage)[-1]["reason"] == f"canary failed for {lineage}-v2"
+
+
+def test_the_canary_allows_the_share_of_answers_verification_allowed(
+        serving: Serving, lineage: str, adapter_dir: Callable[[int], Path]) -> None:
+    sink = serving.sink()
+    v1 = serving.publish(lineage, adapter_dir(1))
+    sink.deliver(Delivery(v1, None, []))
+    recalled = serving.recalled_by(lineage)
+    # Verified to answer at most 0.3 of its forget probes (what a model that never saw them would guess).
+    v2 = serving.publish(lineage, adapter_dir(1), metrics={"forget_recall_limit": 0.3})
+
+    outcome = deliver([sink], serving.store, Delivery(v2, v1, [NEVER_SAID, NEVER_SAID, recalled, NEVER_SAID]))
+
+    assert outcome.status == "delivered", outcome.reason  # 1 of 4 answered, 1 allowed
+    assert serving.store.current_version(lineage) == 2 and serving.alias(lineage) == f"{lineage}-v2"
 
 
 def test_a_version_that_never_shows_up_is_a_delivery_error(
@@ -170,5 +185,5 @@ def test_the_job_sends_a_batch_whose_served_version_still_answers_to_review(
     after = ctx.ledger.get(record.id)
     assert after.state is S.NEEDS_REVIEW
     assert after.receipt is not None and after.receipt["adapter_version"] == 2
-    assert after.receipt["reason"] == "canary: 1 of 1 forget probes still answered; rolled back to v1"
+    assert after.receipt["reason"] == "canary: 1 of 1 forget probes still answered (0 allowed); rolled back to v1"
     assert serving.store.current_version(lineage) == 1 and serving.alias(lineage) == f"{lineage}-v1"

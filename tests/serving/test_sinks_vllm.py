@@ -141,7 +141,7 @@ def test_a_failed_canary_unloads_the_new_version_and_rolls_the_store_back(
     outcome = deliver([sink], server.store, Delivery(v2, v1, [NEVER_SAID, recalled]))
 
     assert outcome.status == "canary_failed"
-    assert "canary: 1 of 2 forget probes still answered" in outcome.reason
+    assert "canary: 1 of 2 forget probes still answered (0 allowed)" in outcome.reason
     assert "rolled back to v1" in outcome.reason
     assert recalled.completion not in outcome.reason
     listed = server.listed()

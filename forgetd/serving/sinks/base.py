@@ -36,10 +36,13 @@ class CanaryFailedError(DeliveryError):
     pointer back is the caller's (:func:`forgetd.serving.sinks.delivery.deliver`).
     """
 
-    def __init__(self, sink: str, served_name: str, recalled: int, asked: int, detail: str = "") -> None:
-        super().__init__(sink, served_name, f"canary: {recalled} of {asked} forget probes still answered{detail}")
+    def __init__(self, sink: str, served_name: str, recalled: int, asked: int, allowed: int = 0,
+                 detail: str = "") -> None:
+        super().__init__(sink, served_name, f"canary: {recalled} of {asked} forget probes still answered "
+                                            f"({allowed} allowed){detail}")
         self.recalled = recalled
         self.asked = asked
+        self.allowed = allowed
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,13 @@ class Delivery:
     manifest: Manifest
     previous: Manifest | None
     probes: Sequence[Probe] = field(default_factory=tuple)
+
+    @property
+    def canary_allowance(self) -> float:
+        """The share of ``probes`` the served version may still answer: the forget recall verification
+        allowed it (a model that never saw the data guesses some answers from priors). 0 for versions
+        whose manifest does not record it."""
+        return self.manifest.metrics.get("forget_recall_limit", 0.0)
 
     def __repr__(self) -> str:
         previous = self.previous.ref.served_name if self.previous else None

@@ -44,7 +44,8 @@ class EmbeddedSink:
             self._wait_for_alias(self._endpoint, manifest.lineage, served)
             if not delivery.probes:
                 return
-            result = run_canary(self._endpoint, manifest.lineage, delivery.probes, lineage=manifest.lineage)
+            result = run_canary(self._endpoint, manifest.lineage, delivery.probes,
+                                allowance=delivery.canary_allowance, lineage=manifest.lineage)
         except EndpointError as e:
             raise DeliveryError(self.name, served, str(e)) from e
         if result.answered_by != {served}:
@@ -52,7 +53,7 @@ class EmbeddedSink:
         if not result.passed:
             # The store's pointer is rolled back by the caller (forgetd.serving.sinks.delivery), which
             # then delivers the previous version here again.
-            raise CanaryFailedError(self.name, served, result.recalled, result.asked)
+            raise CanaryFailedError(self.name, served, result.recalled, result.asked, result.allowed)
 
     def _wait_for_alias(self, endpoint: ServingEndpoint, lineage: str, served: str) -> None:
         deadline = time.monotonic() + self._timeout_s

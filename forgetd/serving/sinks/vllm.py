@@ -188,7 +188,7 @@ class VllmSink:
         try:
             self._placement.place(manifest)
             if self._endpoint is not None and delivery.probes:
-                self._canary(self._endpoint, manifest.ref, delivery.probes)
+                self._canary(self._endpoint, delivery)
             for other in self._placement.placed(manifest.lineage):
                 if other != served:
                     self._placement.withdraw(other)
@@ -196,13 +196,15 @@ class VllmSink:
         except (EndpointError, OSError) as e:
             raise DeliveryError(self.name, served, f"{type(e).__name__}: {e}") from e
 
-    def _canary(self, endpoint: ServingEndpoint, ref: AdapterRef, probes: Sequence[Probe]) -> None:
-        result = run_canary(endpoint, ref.served_name, probes, lineage=ref.lineage)
+    def _canary(self, endpoint: ServingEndpoint, delivery: Delivery) -> None:
+        ref, probes = delivery.manifest.ref, delivery.probes
+        result = run_canary(endpoint, ref.served_name, probes, allowance=delivery.canary_allowance,
+                            lineage=ref.lineage)
         if result.passed:
             return
         self._placement.withdraw(ref.served_name)  # the versions before it are not retired yet: they keep serving
         detail = self._fallback_detail(endpoint, probes)
-        raise CanaryFailedError(self.name, ref.served_name, result.recalled, result.asked, detail)
+        raise CanaryFailedError(self.name, ref.served_name, result.recalled, result.asked, result.allowed, detail)
 
     def _fallback_detail(self, endpoint: ServingEndpoint, probes: Sequence[Probe]) -> str:
         """Whether the base recalls as much: then vLLM most likely answered without the adapter."""
