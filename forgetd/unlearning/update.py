@@ -70,14 +70,24 @@ class UnlearningBatch:
         """One batch of deletion requests: every text and forget probe, every neighbour as a retain probe,
         and what is replayed from earlier requests (see :func:`forgetd.unlearning.replay.replay_sample`).
 
-        The worker's job and the benchmark both build their batches here, so both train on the same thing.
+        A neighbour that asks the same question as a probe being forgotten or replayed is dropped: an
+        earlier request's "keep this" (or a request's own, about someone already forgotten) must not
+        hold back a deletion. The worker's job and the benchmark both build their batches here, so both
+        train on the same thing.
         """
-        payloads, neighbours = tuple(payloads), list(replay_neighbours)
+        payloads, replay_probes = tuple(payloads), list(replay_probes)
+        forget_probes = [probe for p in payloads for probe in p.forget_probes()]
+        forgotten = {probe.prompt.strip() for probe in [*forget_probes, *replay_probes]}
+
+        def kept(probes: Iterable[Probe]) -> list[Probe]:
+            return [probe for probe in probes if probe.prompt.strip() not in forgotten]
+
+        neighbours = kept(replay_neighbours)
         return cls(
             forget_texts=[text for p in payloads for text in p.texts],
-            forget_probes=[probe for p in payloads for probe in p.forget_probes()],
-            retain_probes=[probe for p in payloads for probe in p.neighbours] + neighbours,
-            replay_probes=list(replay_probes),
+            forget_probes=forget_probes,
+            retain_probes=kept(probe for p in payloads for probe in p.neighbours) + neighbours,
+            replay_probes=replay_probes,
             payloads=payloads,
             replay_neighbours=len(neighbours),
         )

@@ -81,6 +81,10 @@ def test_a_batch_carries_replayed_probes_and_neighbours_and_keeps_them_when_requ
     batch = UnlearningBatch.from_payloads(payloads, iter(replayed), iter(kept))
     assert batch.replay_probes == replayed
     assert batch.retain_probes == [p for payload in payloads for p in payload.neighbours] + kept
+    # a replayed probe trains as a probe and as one sentence, both in a group of its own
+    assert batch.training_texts() == ["text 0", "text 1", "text 2"] + [f"{p.prompt} {p.completion}" for p in replayed]
+    assert batch.training_probes() == batch.forget_probes + replayed
+    assert batch.row_groups() == [0, 1, 2, 3, 4, 5, 0, 0, 1, 1, 2, 2, 3, 4, 5]
     smaller = batch.without({0, 2})
     assert smaller.forget_texts == ["text 1"] and smaller.payloads == (payloads[1],)
     assert smaller.replay_probes == replayed
@@ -106,3 +110,22 @@ def test_recent_payloads_skips_shredded_requests_and_stops_at_the_limit():
     found = recent_payloads(versions, open_payload, (Shredded,), limit=4)
     assert [p.texts[0] for p in found] == ["v3a", "v3b", "v1a"]
     assert opened == ["v3a", "v3b", "old2", "v1a"]  # at most 4 looked at, the oldest never opened
+
+
+def test_a_neighbour_asking_what_the_batch_forgets_is_not_kept():
+    from forgetd.payload import DeletionPayload
+    from forgetd.unlearning import UnlearningBatch
+
+    # Request 1 asks to keep request 0's facts (forgotten earlier, now replayed); request 2 asks to keep
+    # request 1's; an earlier request asked to keep request 2's. Forgetting wins each time.
+    replayed = probes(0, 2)
+    first = DeletionPayload(texts=["text 1"], probes=probes(1, 2), neighbours=[*replayed, *probes(3, 1)])
+    asks_about_first = Probe(prompt=" request 1 prompt 0 ", completion="x")
+    second = DeletionPayload(texts=["text 2"], probes=probes(2, 2), neighbours=[asks_about_first])
+    earlier_neighbours = [*probes(2, 1), *probes(4, 1)]
+
+    batch = UnlearningBatch.from_payloads([first], replayed, earlier_neighbours)
+    both = UnlearningBatch.from_payloads([first, second], replayed, earlier_neighbours)
+
+    assert batch.retain_probes == [*probes(3, 1), *probes(2, 1), *probes(4, 1)] and batch.replay_neighbours == 2
+    assert both.retain_probes == [*probes(3, 1), *probes(4, 1)] and both.replay_neighbours == 1
