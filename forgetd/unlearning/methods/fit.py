@@ -32,6 +32,7 @@ from forgetd.eval.encoding import IGNORE_INDEX, EncodedBatch
 from forgetd.eval.likelihood import forward_logits
 from forgetd.eval.lm import eval_mode
 from forgetd.unlearning.counterfactual import (
+    AnswerTargets,
     Strangers,
     answer_targets,
     counterfactual_targets,
@@ -66,13 +67,19 @@ class Fit(GradDiff):
                                               self.strangers, self.config.fit_top_k)
         self.retain_strangers = self.strangers.reference(model, data.retain)  # [N_r, T_r - 1, S]
         self.expected_forget_recall = float(self.targets.reproduced[data.forget_is_probe].float().mean())
+        self.transplants = self._questions_about_others(model, data, subject)
+        self.sampler = torch.Generator().manual_seed(self.config.seed)
+
+    def _questions_about_others(self, model: PeftModel, data: UnlearningData,
+                                subject: torch.Tensor) -> AnswerTargets | None:
+        """Every forget question asked about the retain probes' subjects and those the reference names in
+        the subject slot, with the reference's answer to each (None when no question has a template)."""
         questions, masks, retained = _prompts(data, subject)
         templates = question_templates(questions, masks)
         others = retained_subjects(templates, retained) | known_subjects(
             model, templates, self.strangers.ids, self.config.fit_known_subjects)
         transplants = transplanted_questions(templates, others)
-        self.transplants = answer_targets(model, transplants, self.config.fit_top_k) if transplants else None
-        self.sampler = torch.Generator().manual_seed(self.config.seed)
+        return answer_targets(model, transplants, self.config.fit_top_k) if transplants else None
 
     def loss(self, model: PeftModel, inputs: StepInputs) -> LossTerms:
         """GradDiff's terms with fit's forget term, and the KL of the transplanted questions' answers
