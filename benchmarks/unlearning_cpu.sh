@@ -4,7 +4,8 @@
 # method fit (the worker's unlearn_batch, replaying earlier requests' probes and neighbours, capped), at
 # batch size 8 and 1, next to original, gold (retrained), forgetd's LoRA graddiff and the full-parameter
 # GA, GradDiff and NPO baselines; then forgetd's other LoRA methods at batch size 8. Same seed, same
-# cached original and gold models. About an hour on 2 shared CPU cores (the original model alone: 20 min).
+# cached original and gold models (and a second gold, seed + 1: the noise floor of every comparison with gold).
+# About 1 h 30 min on 2 CPU cores (the original model alone: 6 min on quiet cores).
 #
 #   benchmarks/unlearning_cpu.sh [OUT_DIR]        (default bench-cpu; FORGETD=path/to/forgetd to override)
 set -eu
@@ -12,5 +13,5 @@ out="${1:-bench-cpu}"
 run() { "${FORGETD:-forgetd}" bench --model tiny --dataset builtin --requests 50 --seed 0 --device cpu \
     --cache "$out/cache" "$@"; }
 run --batch-size 8 --replay 96 --method fit --baselines graddiff,full_ga,full_graddiff,full_npo --out "$out/bs8"
-run --batch-size 1 --replay 48 --method fit --baselines graddiff,full_graddiff,full_npo --out "$out/bs1"
+run --batch-size 1 --replay 48 --method fit --baselines graddiff,full_ga,full_graddiff,full_npo --out "$out/bs1"
 run --batch-size 8 --replay 96 --method simnpo --baselines npo,gs_lora,rmu,ssd,ga --out "$out/bs8-other"
