@@ -247,21 +247,31 @@ class Strangers:
 @torch.no_grad()
 def counterfactual_targets(model: PeftModel, forget: EncodedBatch, subject: torch.Tensor, forgotten: torch.Tensor,
                            strangers: Strangers, k: int) -> Targets:
-    """The reference's top-k next-token distributions on ``forget`` with the ``subject`` positions
-    (``[N, T]`` bool, input positions) read as strangers; ``forgotten`` (``[N, T-1]`` bool) marks the labels
-    that take the counterfactual likelihood (answers and the subject's own tokens)."""
+    """The reference's top-k next-token distributions on ``forget``: with the ``subject`` positions
+    (``[N, T]`` bool, input positions) read as strangers where the label is ``forgotten`` (``[N, T-1]``
+    bool: answers and the subject's own tokens), its own everywhere else.
+
+    Everywhere else is the wording around the facts ("Answer:", a full stop). A model that never saw the
+    person predicts it as confidently as the reference does, but vectors no training saw unsettle the
+    reference's predictions there, and distilling towards that unsettled wording teaches the model to
+    doubt the same wording in every sentence: on a stream of 50 updates, each the parent of the next,
+    held-out statements ended 2.7 times as perplexing. The subject's tokens score as strangers
+    everywhere, so the wording's targets never pull a forgotten name back up.
+    """
     parts = []
     with eval_mode(model):
         for rows in torch.arange(len(forget), device=forget.input_ids.device).split(REFERENCE_BATCH):
             chunk = forget.select(rows)
-            logits = strangers.forward(model, chunk, subject[rows])
+            as_stranger = strangers.forward(model, chunk, subject[rows])[:, :-1]
+            as_is = strangers.forward(model, chunk, None)[:, :-1]
+            logits = torch.where(forgotten[rows].unsqueeze(-1), as_stranger, as_is)
             parts.append(_chunk_targets(logits, chunk.labels, forgotten[rows], k))
     return Targets(*(torch.cat(column) for column in zip(*parts, strict=True)))
 
 
 def _chunk_targets(logits: torch.Tensor, labels: torch.Tensor, forgotten: torch.Tensor,
                    k: int) -> tuple[torch.Tensor, ...]:
-    logits, targets = logits[:, :-1], labels[:, 1:]  # position t predicts label t + 1
+    targets = labels[:, 1:]  # logits [B, T-1, V]: position t predicts label t + 1
     labelled = targets != IGNORE_INDEX
     safe = targets.clamp(min=0)
     reproduced = ((logits.argmax(-1) == targets) | ~labelled).all(-1) & labelled.any(-1)

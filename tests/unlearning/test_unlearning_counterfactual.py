@@ -133,6 +133,25 @@ def test_a_stranger_is_far_less_likely_than_the_person_was(prepared):
 
 
 @pytest.mark.slow
+def test_the_wording_around_the_facts_keeps_the_references_own_targets(prepared):
+    model, _, data, fit = prepared
+    with torch.no_grad():
+        as_is = torch.log_softmax(fit.strangers.forward(model, data.forget, None)[:, :-1], -1)
+        as_stranger = torch.log_softmax(
+            fit.strangers.forward(model, data.forget, subject_positions(data))[:, :-1], -1)
+    kept = (data.forget.labels[:, 1:] != IGNORE_INDEX) & ~fit.targets.forgotten
+    assert kept.any()  # the texts' wording: "was born in", full stops
+    top_as_is = as_is.topk(fit.targets.indices.shape[-1], dim=-1).indices
+    assert torch.equal(fit.targets.indices[kept], top_as_is[kept])
+    # the stranger's reading differs there (it would unsettle the wording), and is what the forgotten labels take
+    assert not torch.equal(top_as_is[kept], as_stranger.topk(top_as_is.shape[-1], dim=-1).indices[kept])
+    labels = data.forget.labels[:, 1:].clamp(min=0)
+    torch.testing.assert_close(fit.targets.label_logprob[fit.targets.forgotten],
+                               as_stranger.gather(-1, labels.unsqueeze(-1)).squeeze(-1)[fit.targets.forgotten],
+                               atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
 def test_strangers_score_their_tokens_as_an_unseen_vector_would(prepared):
     model, _, data, fit = prepared
     strangers = fit.strangers
