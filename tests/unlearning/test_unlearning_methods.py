@@ -10,11 +10,12 @@ import torch
 from forgetd.eval.likelihood import forward_logits, label_nll
 from forgetd.models import load_model
 from forgetd.models.tiny import default_tiny_people, fact_probes
-from forgetd.unlearning import UnlearningConfig
+from forgetd.unlearning import UnlearningConfig, trainer
 from forgetd.unlearning.adapters import attach_adapter
 from forgetd.unlearning.inputs import UnlearningData, prepare_data
 from forgetd.unlearning.methods.graddiff import GradDiff
 from forgetd.unlearning.methods.npo import NPO
+from forgetd.unlearning.trainer import train_adapter
 
 pytestmark = pytest.mark.slow
 CONFIG = UnlearningConfig(retain_weight=0.5, kl_weight=2.0, npo_beta=0.1)
@@ -76,3 +77,30 @@ def test_sampling_draws_distinct_rows_when_the_set_is_larger_than_a_batch(setup)
     assert len(inputs.retain) == 5
     assert inputs.retain_ref_logprobs.shape[0] == 5
     assert len({tuple(row) for row in inputs.retain.input_ids.tolist()}) == 5
+
+
+class _NeverConverges(GradDiff):
+    def __init__(self, config: UnlearningConfig) -> None:
+        super().__init__(config)
+        self.asked = 0
+
+    def converged(self, model, data) -> bool:
+        self.asked += 1
+        return False
+
+
+def test_recall_is_decoded_only_once_the_method_says_it_has_converged(tiny_model_dir, monkeypatch):
+    loaded = load_model(tiny_model_dir, torch.device("cpu"))
+    config = CONFIG.model_copy(update={"max_steps": 6, "check_every": 2})
+    model = attach_adapter(loaded.model, None, config)
+    people = default_tiny_people()
+    probes = fact_probes(people[:1])
+    data = prepare_data(model, loaded.tokenizer, [], probes, fact_probes(people[1:2]), max_seq_len=64)
+    decoded = []
+    monkeypatch.setattr(trainer, "probe_recall", lambda *args: decoded.append(args) or 0.0)
+    method = _NeverConverges(config)
+    result = train_adapter(model, loaded.tokenizer, method, data, probes, 1.0, config)
+    assert (result.steps, result.stopped_early, method.asked, decoded) == (6, False, 3, [])
+    # a method that has converged stops at the first check whose recall is low enough
+    result = train_adapter(model, loaded.tokenizer, GradDiff(config), data, probes, 1.0, config)
+    assert (result.steps, result.stopped_early, len(decoded)) == (2, True, 1)

@@ -49,7 +49,7 @@ class UnlearningMethod(ABC):
         return None
 
     def converged(self, model: PeftModel, data: UnlearningData) -> bool:
-        """Asked once the forget probes' recall is low enough: may training stop? Default: yes."""
+        """Asked at every check, before the (costlier) forget recall: may training stop? Default: yes."""
         return True
 
     @abstractmethod
