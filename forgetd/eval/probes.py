@@ -76,16 +76,11 @@ class ProbeScores:
 
 
 def score_probes(model: CausalLM, tokenizer: PreTrainedTokenizerBase, forget: Sequence[Probe],
-                 retain: Sequence[Probe], forget_nll_of: Sequence[Probe] | None = None) -> ProbeScores:
-    """Recall and NLL on both probe sets (neither may be empty), and the forget probes' extraction strength.
-
-    ``forget_nll_of``: the probes whose NLL is the forget NLL, when not all of ``forget`` (an update's own
-    requests, without the earlier ones it replays: those are already forgotten, and a method that holds
-    them at a stranger's likelihood may lower theirs).
-    """
+                 retain: Sequence[Probe]) -> ProbeScores:
+    """Recall and NLL on both probe sets (neither may be empty), and the forget probes' extraction strength."""
     return ProbeScores(
         forget_recall=probe_recall(model, tokenizer, forget),
-        forget_nll=probe_nll(model, tokenizer, forget if forget_nll_of is None else forget_nll_of),
+        forget_nll=probe_nll(model, tokenizer, forget),
         retain_recall=probe_recall(model, tokenizer, retain),
         retain_nll=probe_nll(model, tokenizer, retain),
         forget_extraction=extraction_strength(model, tokenizer, forget),

@@ -145,15 +145,10 @@ class UpdateOutcome:
 
 @dataclass(frozen=True)
 class _Context:
-    """What every attempt shares: the tokenizer, the probes, the reference data and the before-scores.
-
-    ``forget_probes`` are those an update trains on and whose recall it verifies, the replayed included;
-    ``requested_probes`` the batch's own, whose NLL must rise.
-    """
+    """What every attempt shares: the tokenizer, the probes, the reference data and the before-scores."""
 
     tokenizer: PreTrainedTokenizerBase
     forget_probes: list[Probe]
-    requested_probes: list[Probe]
     retain_probes: list[Probe]
     data: UnlearningData
     before: ProbeScores
@@ -229,13 +224,12 @@ def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: Unlear
     forget = batch.training_probes()
     data = prepare_data(model, tokenizer, batch.training_texts(), forget, retain, config.max_seq_len,
                         batch.row_groups())
-    before = score_probes(model, tokenizer, forget, retain, batch.forget_probes)
-    return _Context(tokenizer, forget, batch.forget_probes, retain, data, before)
+    before = score_probes(model, tokenizer, forget, retain)
+    return _Context(tokenizer, forget, retain, data, before)
 
 
 def _scores(model: PeftModel, context: _Context) -> ProbeScores:
-    return score_probes(model, context.tokenizer, context.forget_probes, context.retain_probes,
-                        context.requested_probes)
+    return score_probes(model, context.tokenizer, context.forget_probes, context.retain_probes)
 
 
 def _quantized_forget_recall(model: PeftModel, context: _Context, config: UnlearningConfig) -> float | None:
