@@ -52,8 +52,8 @@ def train_adapter(model: PeftModel, tokenizer: PreTrainedTokenizerBase, method: 
         terms.total.backward()
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
-        # The method's own criterion first: fit's is one forward pass over the forget rows, and holds long
-        # after recall does, so asking it first spares most of the greedy decoding (about as costly a check).
+        # The method's own criterion first: fit's is one forward pass over the forget rows, about what greedy
+        # decoding the probes costs, and no decode is needed while it does not hold.
         if step % config.check_every == 0 and method.converged(model, data):
             recall = probe_recall(model, tokenizer, forget_probes)
             logger.debug("step %d: %s, forget recall %.3f", step, terms.as_floats(), recall)
