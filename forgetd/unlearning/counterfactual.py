@@ -262,9 +262,10 @@ def counterfactual_targets(model: PeftModel, forget: EncodedBatch, subject: torc
     with eval_mode(model):
         for rows in torch.arange(len(forget), device=forget.input_ids.device).split(REFERENCE_BATCH):
             chunk = forget.select(rows)
-            as_stranger = strangers.forward(model, chunk, subject[rows])[:, :-1]
-            as_is = strangers.forward(model, chunk, None)[:, :-1]
-            logits = torch.where(forgotten[rows].unsqueeze(-1), as_stranger, as_is)
+            logits = strangers.forward(model, chunk, subject[rows])[:, :-1]
+            wording = ~forgotten[rows] & (chunk.labels[:, 1:] != IGNORE_INDEX)
+            if wording.any():  # a chunk of probes has none: every label of a probe is forgotten
+                logits[wording] = strangers.forward(model, chunk, None)[:, :-1][wording]
             parts.append(_chunk_targets(logits, chunk.labels, forgotten[rows], k))
     return Targets(*(torch.cat(column) for column in zip(*parts, strict=True)))
 
