@@ -24,7 +24,7 @@ def index(redis_client, key_prefix):
 
 
 def test_reformatting_is_an_exact_match_and_one_edit_a_near_one():
-    fp = Fingerprinter(os.urandom(32))
+    fp = Fingerprinter(b"k" * 32)  # a fixed key: the estimates below are then the same on every run
     base = signature(fp, [TEXT])
     assert similarity(base, signature(fp, [REFORMATTED])) == 1.0
     assert 0.6 <= similarity(base, signature(fp, [EDITED])) < 1.0

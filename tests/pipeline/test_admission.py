@@ -73,9 +73,11 @@ def test_exact_duplicate_after_normalisation_ends_as_duplicate_and_is_shredded(c
 
 def test_a_request_with_one_new_text_is_not_a_duplicate(ctx: PipelineContext) -> None:
     admit_request(ctx, _submit(ctx, "Mira Solberg works as a potter."))
+    # The new text brings enough word 3-grams of its own (Jaccard 4/15) that the near-duplicate
+    # check, whose MinHash estimate varies with the per-test key, stays far below its 0.7 threshold.
+    new_text = "Mira Solberg keeps a black cat named Pepper in her flat on Storgata."
 
-    assert admit_request(ctx, _submit(ctx, "Mira Solberg works as a potter.", "Mira Solberg owns a cat.")) \
-        is S.QUEUED
+    assert admit_request(ctx, _submit(ctx, "Mira Solberg works as a potter.", new_text)) is S.QUEUED
 
 
 @pytest.mark.parametrize(
