@@ -48,7 +48,8 @@ class UnlearningConfig(BaseModel):
     fit_layer_share: float = Field(0.5, gt=0, le=1, description="fit: share of the layers (by forget-versus-"
                                    "retain Fisher importance) whose LoRA weights train.")
     fit_top_k: int = Field(32, ge=2, description="fit: the reference distribution kept at each forget position "
-                           "(top-k tokens; bounds the memory of the targets for long texts).")
+                           "(top-k tokens and the rest of its mass as one bucket; bounds the memory of the "
+                           "targets for long texts).")
     fit_known_subjects: int = Field(64, ge=0, description="fit: subjects the reference itself names in each forget "
                                     "question's subject slot (its likeliest), whose answers to the same questions "
                                     "the update must keep; 0: only the retain probes' subjects.")

@@ -45,7 +45,7 @@ class AnswerTargets:
 
     prompts: EncodedBatch  # right-padded, no labels
     indices: torch.Tensor  # [N, k]
-    probs: torch.Tensor  # [N, k] renormalised over the k tokens
+    probs: torch.Tensor  # [N, k] the reference's probabilities of the k tokens (the rest is one bucket)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -56,7 +56,7 @@ class Targets:
     """Top-k target distributions of every forget sequence, and the forgotten labels' own target."""
 
     indices: torch.Tensor  # [N, T-1, k] token ids (the label is always among them where it is forgotten)
-    probs: torch.Tensor  # [N, T-1, k] target probabilities, renormalised over the k tokens
+    probs: torch.Tensor  # [N, T-1, k] target probabilities of the k tokens (the rest is one bucket)
     forgotten: torch.Tensor  # [N, T-1] bool: the label must take its counterfactual likelihood
     label_logprob: torch.Tensor  # [N, T-1] the label's counterfactual log-probability (0 where unlabelled)
     reproduced: torch.Tensor  # [N] bool: the counterfactual still reproduces a probe row's completion greedily
@@ -129,6 +129,8 @@ def known_subjects(model: PeftModel, templates: set[Template], excluded: torch.T
     answers an update must not move, found without any list of them.
     """
     found: set[tuple[int, ...]] = set()
+    if count == 0:
+        return found
     with eval_mode(model):
         for template in sorted(templates):
             rows = _padded([template.prefix], model.device)
@@ -155,8 +157,22 @@ def answer_targets(model: PeftModel, prompts: Sequence[Sequence[int]], k: int) -
     with eval_mode(model):
         for chunk in batch.chunks(REFERENCE_BATCH):
             tops.append(last_logprobs(model, chunk).topk(k, dim=-1))
-    probs = torch.cat([t.values for t in tops]).exp()
-    return AnswerTargets(batch, torch.cat([t.indices for t in tops]), probs / probs.sum(-1, keepdim=True))
+    return AnswerTargets(batch, torch.cat([t.indices for t in tops]), torch.cat([t.values for t in tops]).exp())
+
+
+def top_k_cross_entropy(logprobs: torch.Tensor, indices: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy ``[...]`` of log-distributions ``[..., V]`` against top-k targets (``indices``, ``probs``
+    ``[..., k]``) whose remaining mass is one bucket, matched by the model's mass outside the k tokens.
+
+    Renormalising the k tokens instead sets every other token's target to zero, and each update pushes
+    down whatever its reference found unlikely: on a stream of 50 updates at batch size 1, each the
+    reference of the next, the names of people never seen went from 10.4 to 11.2 nats in their statements
+    (9.8 with the bucket), and membership inference told them from the forgotten people by it."""
+    kept = logprobs.gather(-1, indices)
+    rest = (1.0 - probs.sum(-1)).clamp(min=0.0)
+    # log(1 - sum of the k probabilities), kept finite where the k tokens hold (nearly) all the mass
+    outside = torch.log(-torch.expm1(kept.logsumexp(-1).clamp(max=-1e-6)))
+    return -(probs * kept).sum(-1) - rest * outside
 
 
 def _padded(prompts: Sequence[Sequence[int]], device: torch.device) -> EncodedBatch:
@@ -282,5 +298,4 @@ def _chunk_targets(logits: torch.Tensor, labels: torch.Tensor, forgotten: torch.
     missing = forgotten & ~(indices == safe.unsqueeze(-1)).any(-1)  # the label must be among the k tokens
     indices[..., -1] = torch.where(missing, safe, indices[..., -1])
     top[..., -1] = torch.where(missing, label_logprob, top[..., -1])
-    probs = top.exp()
-    return indices, probs / probs.sum(-1, keepdim=True), forgotten & labelled, label_logprob, reproduced
+    return indices, top.exp(), forgotten & labelled, label_logprob, reproduced

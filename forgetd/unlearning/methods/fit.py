@@ -41,6 +41,7 @@ from forgetd.unlearning.counterfactual import (
     question_templates,
     retained_subjects,
     subject_token_sets,
+    top_k_cross_entropy,
     transplanted_questions,
 )
 from forgetd.unlearning.importance import diagonal_fisher, layer_scores, top_layers, train_only_layers
@@ -126,13 +127,13 @@ class Fit(GradDiff):
         rows = torch.randperm(len(self.transplants), generator=self.sampler)[:self.config.batch_size]
         rows = rows.to(self.transplants.indices.device)
         logprobs = last_logprobs(model, self.transplants.prompts.select(rows))
-        return -(self.transplants.probs[rows] * logprobs.gather(-1, self.transplants.indices[rows])).sum(-1).mean()
+        return top_k_cross_entropy(logprobs, self.transplants.indices[rows], self.transplants.probs[rows]).mean()
 
     def _distillation(self, model: PeftModel, inputs: StepInputs) -> tuple[torch.Tensor, torch.Tensor]:
         rows = inputs.forget_rows.to(self.targets.indices.device)
         indices, target, forgotten = self.targets.indices[rows], self.targets.probs[rows], self.targets.forgotten[rows]
         logprobs = torch.log_softmax(forward_logits(model, inputs.forget)[:, :-1].float(), dim=-1)  # [B, T-1, V]
-        ce = -(target * logprobs.gather(-1, indices)).sum(-1)  # [B, T-1] cross-entropy to the target
+        ce = top_k_cross_entropy(logprobs, indices, target)  # [B, T-1]
         gap = self.config.fit_gap_weight * F.smooth_l1_loss(
             _label_logprobs(logprobs, inputs.forget.labels), self.targets.label_logprob[rows], reduction="none")
         labelled = inputs.forget.labels[:, 1:] != IGNORE_INDEX
