@@ -284,6 +284,8 @@ def bench(
                                            "full_graddiff, full_npo or forgetd methods; '' for none.")]
     = "full_ga,full_graddiff,full_npo",
     seed: Annotated[int, typer.Option(help="Seed of data, models, unlearning and attacks.")] = 0,
+    method_seed: Annotated[int | None, typer.Option(help="Seed of the forgetd methods' LoRA initialisation and "
+                                                    "minibatches alone; default --seed.")] = None,
     out: Annotated[str, typer.Option(help="Folder for report.json, report.md and curves.png.")] = "bench-out",
     cache: Annotated[str | None, typer.Option(help="Cache of original/gold models; default <models dir>/bench.")]
     = None,
@@ -306,8 +308,8 @@ def bench(
         config = BenchConfig.model_validate({
             "model": model, "dataset": dataset, "requests": requests, "batch_size": batch_size, "method": method,
             "baselines": tuple(name.strip() for name in baselines.split(",") if name.strip()), "seed": seed,
-            "out": out, "cache": cache, "retain": retain, "heldout": heldout, "neighbours": neighbours,
-            "replay": replay, "device": device, "gold_reseeded": gold_reseeded})
+            "method_seed": method_seed, "out": out, "cache": cache, "retain": retain, "heldout": heldout,
+            "neighbours": neighbours, "replay": replay, "device": device, "gold_reseeded": gold_reseeded})
     except ValidationError as e:
         _fail(f"invalid benchmark options:\n{e}")
         return

@@ -29,6 +29,9 @@ class BenchConfig(BaseModel):
                                        "full-parameter baselines (full_ga, full_graddiff, full_npo) or "
                                        "registered forgetd methods.")
     seed: int = Field(0, ge=0, description="Seed of the data, the models, the unlearning and the attacks.")
+    method_seed: int | None = Field(None, ge=0, description="Seed of the forgetd methods' own randomness (LoRA "
+                                    "initialisation, minibatches) when it should differ from seed: the same data, "
+                                    "models and stream, another run of the method (how far chance alone moves it).")
     out: Path = Field(Path("bench-out"), description="Folder for report.json, report.md and curves.png.")
     cache: Path | None = Field(None, description="Where original and gold models are cached; default "
                                "<models dir>/bench.")

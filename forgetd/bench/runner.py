@@ -113,7 +113,8 @@ def _replay(name: str, config: BenchConfig, prepared: PreparedModels, batches: l
     if name in FULL_BASELINES:
         return replay_full(FULL_BASELINES[name], prepared.original, batches, sizes, full_recipe, config.seed, device,
                            evaluator.curve_point, report)
-    unlearning = UnlearningConfig.for_model(config.model, method=name, seed=config.seed)
+    seed = config.seed if config.method_seed is None else config.method_seed
+    unlearning = UnlearningConfig.for_model(config.model, method=name, seed=seed)
     work = config.out / "adapters" / name
     return replay_forgetd(prepared.original, batches, sizes, unlearning, work, device, evaluator.curve_point, report)
 
@@ -191,5 +192,6 @@ def _command(config: BenchConfig) -> str:
              f"--batch-size {config.batch_size} --method {config.method} --replay {config.replay}",
              f"--baselines {','.join(config.baselines)}" if config.baselines else "",
              "" if config.gold_reseeded else "--no-gold-reseeded",
-             f"--seed {config.seed} --out {config.out}"]
+             f"--seed {config.seed}", "" if config.method_seed is None else f"--method-seed {config.method_seed}",
+             f"--out {config.out}"]
     return " ".join(part for part in parts if part)

@@ -90,8 +90,16 @@ def test_cli_reports_a_bad_dataset_line(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("args", "message"), [(["--method", "nope"], "unknown method 'nope'"),
                                                (["--baselines", "full_sgd"], "unknown baselines ['full_sgd']"),
-                                               (["--requests", "0"], "requests")])
+                                               (["--requests", "0"], "requests"),
+                                               (["--method-seed", "-1"], "method_seed")])
 def test_cli_refuses_bad_options(tmp_path, args, message):
     result = CliRunner().invoke(app, ["bench", "--out", str(tmp_path), *args])
     assert result.exit_code == 1
     assert message in result.output
+
+
+def test_the_reported_command_reruns_the_methods_own_seed():
+    from forgetd.bench.runner import _command
+
+    assert "--seed 2 --method-seed 5 --out" in _command(BenchConfig(seed=2, method_seed=5))
+    assert "--method-seed" not in _command(BenchConfig(seed=2))

@@ -16,10 +16,12 @@ reference's answers to every forget question asked about other people, the retai
 the subjects the reference itself names in the question's subject slot (without these, the cheapest way to
 forget eight people is to forget a little about everyone); and the anchor of the forget text's other
 positions to the counterfactual. The reference is the lineage's current version, so what earlier versions
-forgot stays as it is, and a replayed earlier request is distilled towards the same stranger it was first
-forgotten as. Only the LoRA weights of the layers that matter most for the forget data relative to the
-retain data train (diagonal Fisher, :mod:`forgetd.unlearning.importance`); the adapter keeps every layer,
-so its size never changes.
+forgot stays as it is: a replayed earlier request is held at the reference's own predictions, which
+already forgot it (its name is read as a stranger only when a single probe of it is replayed; several
+probes of one request each form a group of their own, :meth:`UnlearningBatch.row_groups`, and a name in
+two groups is nobody's subject). Only the LoRA weights of the layers that matter most for the forget data
+relative to the retain data train (diagonal Fisher, :mod:`forgetd.unlearning.importance`); the adapter
+keeps every layer, so its size never changes.
 """
 
 from __future__ import annotations
