@@ -8,16 +8,22 @@ scores above a random non-member (ties count one half), the Mann-Whitney form of
 For unlearning (as in MUSE and open-unlearning's TOFU evaluation), members are the forgotten texts and
 non-members texts the model never saw: a model that really forgot sits near the retrained (gold) model's
 AUC, about 0.5; an AUC far *below* 0.5 is over-forgetting that is itself detectable.
+
+An AUC near gold's can also be two signals cancelling: forgotten names *less* likely than never-seen ones
+and forgotten answers *more* likely. :func:`min_k_token_kinds` splits the evidence by token kind (the
+subject's name, everything else among the Min-K% tokens), so the two can be told apart.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from forgetd.eval.encoding import encode_texts
+from forgetd.eval.encoding import IGNORE_INDEX, encode_texts
 from forgetd.eval.likelihood import token_scores
 from forgetd.eval.lm import CausalLM
 
@@ -58,3 +64,34 @@ def mia_auc(model: CausalLM, tokenizer: PreTrainedTokenizerBase, members: Sequen
             nonmembers: Sequence[str], k: float = DEFAULT_K) -> float:
     """Min-K% Prob AUC of ``members`` (forgotten texts) against ``nonmembers`` (never-seen texts)."""
     return roc_auc(min_k_scores(model, tokenizer, members, k), min_k_scores(model, tokenizer, nonmembers, k))
+
+
+@dataclass(frozen=True)
+class TokenKinds:
+    """Mean NLL (nats) of a set of texts' subject-name tokens, and of their other Min-K% tokens."""
+
+    name_nll: float  # every token of a text that belongs to its subject's name
+    other_nll: float  # the text's Min-K% tokens that are not
+
+
+def min_k_token_kinds(model: CausalLM, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                      names: Sequence[set[int]], k: float = DEFAULT_K) -> TokenKinds:
+    """Where the Min-K% evidence of ``texts`` lies: ``names[i]`` holds the token ids of text i's subject's
+    name. A kind no text has is NaN."""
+    if len(names) != len(texts):
+        raise ValueError(f"{len(names)} name token sets for {len(texts)} texts")
+    batch = encode_texts(tokenizer, texts, MAX_TEXT_TOKENS)
+    name_nll, other_nll = [], []
+    for row, scores in enumerate(token_scores(model, batch)):
+        labels = batch.labels[row, 1:][batch.labels[row, 1:] != IGNORE_INDEX]  # the scored tokens, in order
+        is_name = torch.isin(labels, torch.tensor(sorted(names[row]), dtype=labels.dtype))
+        least_likely = torch.zeros_like(is_name)
+        least_likely[torch.topk(scores.nll, max(1, int(scores.nll.numel() * k))).indices] = True
+        name_nll.append(scores.nll[is_name])
+        other_nll.append(scores.nll[least_likely & ~is_name])
+    return TokenKinds(_mean(name_nll), _mean(other_nll))
+
+
+def _mean(parts: list[torch.Tensor]) -> float:
+    values = torch.cat(parts) if parts else torch.empty(0)
+    return float(values.mean()) if values.numel() else math.nan
