@@ -18,7 +18,7 @@ from forgetd.eval.extraction import extraction_strength
 from forgetd.eval.fact_recall import FactRecall, fact_recall
 from forgetd.eval.forget_quality import forget_quality
 from forgetd.eval.lm import CausalLM
-from forgetd.eval.mia import TokenKinds, mia_auc, min_k_token_kinds
+from forgetd.eval.mia import MinKEvidence, min_k_evidence, roc_auc
 from forgetd.eval.perplexity import perplexity, perplexity_ratio
 from forgetd.eval.probes import probe_hits, probe_recall
 from forgetd.eval.quantization import QuantScheme, quantized_copy
@@ -39,12 +39,16 @@ class ModelEval:
     retain: FactRecall
     general_value: float  # held-out perplexity (tiny base) or general-knowledge recall (pretrained base)
     truth_ratios: list[float]
-    mia_auc: float
-    mia_forget_kinds: TokenKinds  # the forgotten statements' Min-K% evidence, names apart from the rest
-    mia_heldout_kinds: TokenKinds  # the same of the never-seen subjects' statements
+    mia_forget: MinKEvidence  # the forgotten statements' Min-K% scores, names apart from the rest
+    mia_heldout: MinKEvidence  # the same of the never-seen subjects' statements
     extraction_strength: float
     relearn: RelearnResult
     quantized_forget_recall: float
+
+    @property
+    def mia_auc(self) -> float:
+        """Min-K% membership AUC of the forgotten statements against the never-seen ones."""
+        return roc_auc(self.mia_forget.scores, self.mia_heldout.scores)
 
 
 @dataclass(frozen=True)
@@ -96,16 +100,14 @@ class Evaluator:
         retain = step("retain recall", lambda: fact_recall(model, self.tokenizer, self.retain_facts))
         general = step(self.general_metric.replace("_", " "), lambda: self._general(model))
         ratios = step("truth ratios", lambda: truth_ratios(model, self.tokenizer, self.forget_facts))
-        auc = step("Min-K% membership AUC", lambda: mia_auc(model, self.tokenizer, _statements(self.data.forget),
-                                                            _statements(self.data.heldout)))
-        kinds = step("Min-K% evidence by token kind", lambda: (self._token_kinds(model, self.data.forget),
-                                                              self._token_kinds(model, self.data.heldout)))
+        membership = step("Min-K% membership evidence", lambda: (self._min_k(model, self.data.forget),
+                                                                self._min_k(model, self.data.heldout)))
         strength = step("extraction strength", lambda: extraction_strength(
             model, self.tokenizer, [Probe(prompt=f.prompt, completion=f.answer) for f in self.forget_facts]))
         relearn = step("relearning attack", lambda: relearn_recovery(model, self.tokenizer, self.relearn_texts,
                                                                      self.held_back, self.relearn_attack))
         quantized = step(f"{self.quant_scheme} quantisation", lambda: self._quantized_recall(model))
-        return ModelEval(forget, retain, general, ratios, auc, *kinds, strength, relearn, quantized)
+        return ModelEval(forget, retain, general, ratios, *membership, strength, relearn, quantized)
 
     def curve_point(self, model: CausalLM, requests: int) -> CurvePoint:
         """Forget efficacy on the first ``requests`` subjects and retain utility, against the original."""
@@ -118,9 +120,9 @@ class Evaluator:
         return CurvePoint(requests, forget, forget_efficacy(forget, original_forget), retain,
                           relative_to_original(retain, self.original.retain.recall))
 
-    def _token_kinds(self, model: CausalLM, people: Sequence[Person]) -> TokenKinds:
+    def _min_k(self, model: CausalLM, people: Sequence[Person]) -> MinKEvidence:
         names = [_name_tokens(self.tokenizer, person.name) for person in people for _ in person.statements]
-        return min_k_token_kinds(model, self.tokenizer, _statements(people), names)
+        return min_k_evidence(model, self.tokenizer, _statements(people), names)
 
     def _general(self, model: CausalLM) -> float:
         if self.general_metric == "general_knowledge_recall":
@@ -156,10 +158,10 @@ def method_scores(ev: ModelEval, original: ModelEval, gold: ModelEval,
         "truth_ratio_median": _median(ev.truth_ratios),
         "mia_auc": ev.mia_auc,
         "mia_auc_gold": gold.mia_auc,
-        "mia_name_gap": ev.mia_forget_kinds.name_nll - ev.mia_heldout_kinds.name_nll,
-        "mia_name_gap_gold": gold.mia_forget_kinds.name_nll - gold.mia_heldout_kinds.name_nll,
-        "mia_other_gap": ev.mia_forget_kinds.other_nll - ev.mia_heldout_kinds.other_nll,
-        "mia_other_gap_gold": gold.mia_forget_kinds.other_nll - gold.mia_heldout_kinds.other_nll,
+        "mia_name_gap": ev.mia_forget.name_nll - ev.mia_heldout.name_nll,
+        "mia_name_gap_gold": gold.mia_forget.name_nll - gold.mia_heldout.name_nll,
+        "mia_other_gap": ev.mia_forget.other_nll - ev.mia_heldout.other_nll,
+        "mia_other_gap_gold": gold.mia_forget.other_nll - gold.mia_heldout.other_nll,
         "extraction_strength": ev.extraction_strength,
         "relearn_recovery": ev.relearn.recall_after,
         "relearn_recall_before": ev.relearn.recall_before,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from forgetd.eval.mia import mia_auc, min_k_of, min_k_scores, min_k_token_kinds, roc_auc
+from forgetd.eval.mia import mia_auc, min_k_evidence, min_k_of, min_k_scores, roc_auc
 
 
 @pytest.mark.parametrize(
@@ -64,13 +64,15 @@ def test_k_out_of_range_is_refused(bigram, k):
 def test_the_evidence_is_split_into_the_subjects_name_and_the_rest(bigram):
     p, ids = bigram.prob, bigram.tokenizer.convert_tokens_to_ids
     # "a b c" scores b|a (0.7) and c|b (0.6): the name is b; the one Min-K% token is c, not part of it
-    kinds = min_k_token_kinds(bigram.model, bigram.tokenizer, ["a b c"], [{ids("b")}])
+    kinds = min_k_evidence(bigram.model, bigram.tokenizer, ["a b c"], [{ids("b")}])
     assert kinds.name_nll == pytest.approx(-math.log(p("a", "b")), rel=1e-4)
     assert kinds.other_nll == pytest.approx(-math.log(p("b", "c")), rel=1e-4)
     # every name token counts, Min-K% or not; a Min-K% token of the name is not "other"
-    both = min_k_token_kinds(bigram.model, bigram.tokenizer, ["a b c", "d a b"], [{ids("b"), ids("c")}, set()])
+    both = min_k_evidence(bigram.model, bigram.tokenizer, ["a b c", "d a b"], [{ids("b"), ids("c")}, set()])
     assert both.name_nll == pytest.approx(-(math.log(p("a", "b")) + math.log(p("b", "c"))) / 2, rel=1e-4)
     assert both.other_nll == pytest.approx(-math.log(p("d", "a")), rel=1e-4)  # "d a b": a|d (0.4) < b|a
-    assert math.isnan(min_k_token_kinds(bigram.model, bigram.tokenizer, ["a b c"], [set()]).name_nll)
+    # the same pass gives the texts' Min-K% scores
+    assert both.scores == min_k_scores(bigram.model, bigram.tokenizer, ["a b c", "d a b"])
+    assert math.isnan(min_k_evidence(bigram.model, bigram.tokenizer, ["a b c"], [set()]).name_nll)
     with pytest.raises(ValueError, match="1 name token sets for 2 texts"):
-        min_k_token_kinds(bigram.model, bigram.tokenizer, ["a b c", "a c"], [set()])
+        min_k_evidence(bigram.model, bigram.tokenizer, ["a b c", "a c"], [set()])
