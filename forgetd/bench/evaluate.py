@@ -121,7 +121,7 @@ class Evaluator:
                           relative_to_original(retain, self.original.retain.recall))
 
     def _min_k(self, model: CausalLM, people: Sequence[Person]) -> MinKEvidence:
-        names = [_name_tokens(self.tokenizer, person.name) for person in people for _ in person.statements]
+        names = [name_tokens(self.tokenizer, person.name) for person in people for _ in person.statements]
         return min_k_evidence(model, self.tokenizer, _statements(people), names)
 
     def _general(self, model: CausalLM) -> float:
@@ -196,7 +196,7 @@ def _facts(people: Sequence[Person]) -> list[Fact]:
     return [fact for person in people for fact in person.facts]
 
 
-def _name_tokens(tokenizer: PreTrainedTokenizerBase, name: str) -> set[int]:
+def name_tokens(tokenizer: PreTrainedTokenizerBase, name: str) -> set[int]:
     """The token ids of a name, opening a sentence or following a word."""
     return {token for text in (name, " " + name) for token in tokenizer(text, add_special_tokens=False)["input_ids"]}
 
