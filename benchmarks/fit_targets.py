@@ -22,7 +22,9 @@ of a ``forgetd bench --cache DIR`` run are reused (built if missing), and the ve
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +82,7 @@ def main() -> None:
         rows[version] = _answer_nlls(_plain_logits(lineage), tokenizer, data.forget)
     _print_ratios(rows)
     _print_groups(rows, args.group)
-    print(f"\nrerun: OMP_NUM_THREADS={args.threads} .venv/bin/python benchmarks/fit_targets.py --seed {args.seed} "
-          f"--cache {args.cache} --adapters {args.adapters} --versions {args.versions} --group {args.group}")
+    print(f"\nrerun: OMP_NUM_THREADS={args.threads} .venv/bin/python {shlex.join(sys.argv)}")
 
 
 def _stranger_logits(model: PeftModel, tokenizer: PreTrainedTokenizerBase) -> Callable[[Person], Logits]:
