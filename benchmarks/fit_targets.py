@@ -40,11 +40,10 @@ from forgetd.eval.encoding import IGNORE_INDEX, EncodedBatch, encode_probes
 from forgetd.eval.forget_quality import ks_pvalue
 from forgetd.eval.likelihood import forward_logits, label_nll
 from forgetd.eval.lm import CausalLM
-from forgetd.eval.truth_ratio import MAX_PROBE_TOKENS, ratio_from_nll
+from forgetd.eval.truth_ratio import MAX_PROBE_TOKENS, answer_probes, per_fact, ratio_from_nll
 from forgetd.models.loading import load_model
 from forgetd.models.people import Person
 from forgetd.models.resolve import TINY
-from forgetd.payload import Probe
 from forgetd.unlearning.adapters import attach_adapter
 from forgetd.unlearning.config import UnlearningConfig
 from forgetd.unlearning.counterfactual import Strangers
@@ -108,17 +107,10 @@ def _answer_nlls(logits_for: Callable[[Person], Logits], tokenizer: PreTrainedTo
     """Per person, per fact: the answers' per-token NLLs, as the truth ratio reads them."""
     out = []
     for person in people:
-        probes = [Probe(prompt=fact.prompt, completion=answer)
-                  for fact in person.facts for answer in (fact.answer, *fact.perturbed_answers)]
-        batch = encode_probes(tokenizer, probes, MAX_PROBE_TOKENS)
+        batch = encode_probes(tokenizer, answer_probes(person.facts), MAX_PROBE_TOKENS)
         nll, mask = label_nll(logits_for(person)(batch), batch.labels)
         per_token = ((nll * mask).sum(-1) / mask.sum(-1)).tolist()
-        facts, at = [], 0
-        for fact in person.facts:
-            wrong = per_token[at + 1:at + 1 + len(fact.perturbed_answers)]
-            facts.append(AnswerNLL(per_token[at], statistics.fmean(wrong)))
-            at += 1 + len(fact.perturbed_answers)
-        out.append(facts)
+        out.append([AnswerNLL(true, statistics.fmean(wrong)) for true, wrong in per_fact(person.facts, per_token)])
     return out
 
 

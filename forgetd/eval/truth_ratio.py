@@ -33,17 +33,26 @@ def truth_ratios(model: CausalLM, tokenizer: PreTrainedTokenizerBase, facts: Seq
     missing = [i for i, fact in enumerate(facts) if not fact.perturbed_answers]
     if missing:
         raise ValueError(f"{len(missing)} facts have no perturbed answers (first at index {missing[0]})")
-    probes = []
-    for fact in facts:
-        probes.append(Probe(prompt=fact.prompt, completion=fact.answer))
-        probes += [Probe(prompt=fact.prompt, completion=wrong) for wrong in fact.perturbed_answers]
-    nll = [row.mean_nll for row in token_scores(model, encode_probes(tokenizer, probes, MAX_PROBE_TOKENS))]
-    ratios, at = [], 0
+    batch = encode_probes(tokenizer, answer_probes(facts), MAX_PROBE_TOKENS)
+    nll = [row.mean_nll for row in token_scores(model, batch)]
+    return [ratio_from_nll(true, wrong) for true, wrong in per_fact(facts, nll)]
+
+
+def answer_probes(facts: Sequence[QAFact]) -> list[Probe]:
+    """Each fact's prompt with its true answer, then with each perturbed answer, fact after fact."""
+    return [Probe(prompt=fact.prompt, completion=answer)
+            for fact in facts for answer in (fact.answer, *fact.perturbed_answers)]
+
+
+def per_fact(facts: Sequence[QAFact], values: Sequence[float]) -> list[tuple[float, list[float]]]:
+    """``values``, one per probe of :func:`answer_probes`, regrouped per fact: the true answer's value and
+    the perturbed answers' values."""
+    grouped, at = [], 0
     for fact in facts:
         count = len(fact.perturbed_answers)
-        ratios.append(ratio_from_nll(nll[at], nll[at + 1:at + 1 + count]))
+        grouped.append((values[at], list(values[at + 1:at + 1 + count])))
         at += 1 + count
-    return ratios
+    return grouped
 
 
 def ratio_from_nll(true_nll: float, perturbed_nll: Sequence[float]) -> float:
