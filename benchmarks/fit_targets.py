@@ -76,7 +76,7 @@ def main() -> None:
     first_update = attach_adapter(original.model, None, config).eval()  # as fit's first update reads the original
     rows = {"target": _answer_nlls(_stranger_logits(first_update, tokenizer), tokenizer, data.forget),
             "gold": _answer_nlls(_plain_logits(gold.model), tokenizer, data.forget)}
-    for version in args.versions.split(",") if args.versions else []:
+    for version in args.versions:
         lineage = attach_adapter(load_model(prepared.original, device).model, args.adapters / version, config).eval()
         rows[version] = _answer_nlls(_plain_logits(lineage), tokenizer, data.forget)
     _print_ratios(rows)
@@ -143,7 +143,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="the bench run's --seed (its data split)")
     parser.add_argument("--cache", type=Path, required=True, help="the bench run's --cache")
     parser.add_argument("--adapters", type=Path, help="a bench run's OUT/adapters/fit")
-    parser.add_argument("--versions", default="", help="comma-separated versions in --adapters, e.g. v4,v7")
+    parser.add_argument("--versions", type=lambda text: [v for v in text.split(",") if v], default=[],
+                        help="comma-separated versions in --adapters, e.g. v4,v7")
     parser.add_argument("--requests", type=int, default=50, help="the bench run's --requests")
     parser.add_argument("--heldout", type=int, default=10, help="the bench run's never-seen subjects")
     parser.add_argument("--group", type=int, default=8, help="requests per group (the run's batch size)")
@@ -151,6 +152,9 @@ def _arguments() -> argparse.Namespace:
     args = parser.parse_args()
     if args.versions and args.adapters is None:
         parser.error("--versions needs --adapters")
+    missing = [version for version in args.versions if not (args.adapters / version).is_dir()]
+    if missing:
+        parser.error(f"no adapter folder {', '.join(missing)} in {args.adapters}")
     return args
 
 
