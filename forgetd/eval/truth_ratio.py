@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 from transformers import PreTrainedTokenizerBase
 
@@ -24,6 +25,8 @@ from forgetd.payload import Probe
 
 MAX_PROBE_TOKENS = 512
 EPSILON = 1e-10
+
+Value = TypeVar("Value")  # anything scored per probe: an NLL, or a probe's tokens and their NLLs
 
 
 def truth_ratios(model: CausalLM, tokenizer: PreTrainedTokenizerBase, facts: Sequence[QAFact]) -> list[float]:
@@ -44,7 +47,7 @@ def answer_probes(facts: Sequence[QAFact]) -> list[Probe]:
             for fact in facts for answer in (fact.answer, *fact.perturbed_answers)]
 
 
-def per_fact(facts: Sequence[QAFact], values: Sequence[float]) -> list[tuple[float, list[float]]]:
+def per_fact(facts: Sequence[QAFact], values: Sequence[Value]) -> list[tuple[Value, list[Value]]]:
     """``values``, one per probe of :func:`answer_probes`, regrouped per fact: the true answer's value and
     the perturbed answers' values."""
     grouped, at = [], 0
