@@ -78,7 +78,7 @@ class FactNLL:
 
     @property
     def truth_ratio(self) -> float:
-        return ratio_from_nll(self.true.mean_nll, [answer.mean_nll for answer in self.perturbed])
+        return ratio_from_nll(self.true.mean_nll, [self.perturbed_nll])
 
     @property
     def perturbed_nll(self) -> float:
