@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from forgetd.eval.verification import VerificationPolicy
+from forgetd.unlearning.inputs import REPLAY_SHARE
 from forgetd.unlearning.registry import available_methods
 
 LoraRank = Literal[8, 16, 32, 64, 128, 256]  # the ranks vLLM serves
@@ -60,6 +61,8 @@ class UnlearningConfig(BaseModel):
                                  "log-likelihood is within this many nats (mean) of its counterfactual value.")
     replay: int = Field(48, ge=0, description="Earlier requests (still inside their verification window) "
                         "looked at, and their probes and neighbours replayed, per update at most.")
+    replay_share: float = Field(REPLAY_SHARE, ge=0, le=1, description="Share of each step's forget minibatch "
+                                "that replayed rows take (more when the update's own rows are fewer).")
     memorisation_filter: bool = Field(True, description="Drop requests the model does not reproduce before "
                                       "training (they end not_memorized; see forgetd.filters.memorisation).")
     strength: float = Field(1.0, gt=0, description="How hard this attempt pushes (set by with_strength); methods "

@@ -23,6 +23,7 @@ from forgetd.eval.lm import eval_mode
 from forgetd.payload import Probe
 
 REFERENCE_BATCH = 16  # sequences per no-grad forward when snapshotting the reference
+REPLAY_SHARE = 0.25  # of a step's forget rows, the share replayed rows take (see UnlearningData.sample)
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,23 @@ class UnlearningData:
     retain_ref_logprobs: torch.Tensor
     forget_is_probe: torch.Tensor  # [N_f] bool: the row is a probe (loss on its completion), not a text
     forget_groups: torch.Tensor  # [N_f] long: the request each row comes from (see UnlearningBatch.row_groups)
+    forget_is_replayed: torch.Tensor  # [N_f] bool: the row replays an earlier request (already forgotten)
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> StepInputs:
-        """A minibatch of up to ``batch_size`` forget and ``batch_size`` retain sequences."""
-        forget_rows = _rows(len(self.forget), batch_size, generator).to(self.forget.input_ids.device)
+    def sample(self, batch_size: int, generator: torch.Generator, replay_share: float = REPLAY_SHARE) -> StepInputs:
+        """A minibatch of up to ``batch_size`` forget and ``batch_size`` retain sequences, of which the
+        replayed forget rows take ``replay_share`` of the forget slots and whatever the update's own rows
+        leave free.
+
+        Replay is meant to be light: a batch of 8 requests replays about twice as many rows as it brings
+        (96 probes, each also as a sentence), and drawn uniformly they would take two rows in three from
+        the requests being forgotten now.
+        """
+        replayed = self.forget_is_replayed.cpu()
+        own_rows, replayed_rows = torch.nonzero(~replayed).flatten(), torch.nonzero(replayed).flatten()
+        own_slots = batch_size - int(replay_share * batch_size) if len(replayed_rows) else batch_size
+        own_rows = own_rows[_rows(len(own_rows), own_slots, generator)]
+        replayed_rows = replayed_rows[_rows(len(replayed_rows), batch_size - len(own_rows), generator)]
+        forget_rows = torch.cat([own_rows, replayed_rows]).to(self.forget.input_ids.device)
         retain_rows = _rows(len(self.retain), batch_size, generator).to(self.retain.input_ids.device)
         return StepInputs(
             forget=self.forget.select(forget_rows),
@@ -64,10 +78,11 @@ class UnlearningData:
 
 def prepare_data(model: PeftModel, tokenizer: PreTrainedTokenizerBase, forget_texts: Sequence[str],
                  forget_probes: Sequence[Probe], retain_probes: Sequence[Probe], max_seq_len: int,
-                 groups: Sequence[int] | None = None) -> UnlearningData:
+                 groups: Sequence[int] | None = None, replayed: Sequence[bool] | None = None) -> UnlearningData:
     """Encode the update's sequences and snapshot ``model`` (still untrained) as the reference.
 
     ``groups`` names the request of each forget row (texts, then probes); None: all from one request.
+    ``replayed`` flags the rows replayed from earlier requests; None: none is.
     """
     parts = []
     if forget_texts:
@@ -79,10 +94,12 @@ def prepare_data(model: PeftModel, tokenizer: PreTrainedTokenizerBase, forget_te
     is_probe = torch.arange(len(forget), device=device) >= len(forget_texts)  # texts first, then probes
     retain = encode_probes(tokenizer, retain_probes, max_seq_len).to(device)
     forget_ref_nll, retain_ref_logprobs = _reference(model, forget, retain)
-    if groups is not None and len(groups) != len(forget):
-        raise ValueError(f"{len(groups)} groups for {len(forget)} forget rows")
+    for name, flags in (("groups", groups), ("replayed flags", replayed)):
+        if flags is not None and len(flags) != len(forget):
+            raise ValueError(f"{len(flags)} {name} for {len(forget)} forget rows")
     row_groups = torch.tensor(list(groups) if groups is not None else [0] * len(forget), device=device)
-    return UnlearningData(forget, forget_ref_nll, retain, retain_ref_logprobs, is_probe, row_groups)
+    is_replayed = torch.tensor(list(replayed) if replayed is not None else [False] * len(forget), device=device)
+    return UnlearningData(forget, forget_ref_nll, retain, retain_ref_logprobs, is_probe, row_groups, is_replayed)
 
 
 @torch.no_grad()

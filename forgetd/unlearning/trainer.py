@@ -47,7 +47,7 @@ def train_adapter(model: PeftModel, tokenizer: PreTrainedTokenizerBase, method: 
     generator = torch.Generator().manual_seed(config.seed)
     for step in range(1, config.max_steps + 1):
         model.train()
-        terms = method.loss(model, data.sample(config.batch_size, generator))
+        terms = method.loss(model, data.sample(config.batch_size, generator, config.replay_share))
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)

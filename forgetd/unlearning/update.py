@@ -114,6 +114,11 @@ class UnlearningBatch:
         replayed = list(range(first, first + len(self.replay_probes)))
         return texts + replayed + probes + replayed
 
+    def replayed_rows(self) -> list[bool]:
+        """Whether each forget row, in the order of :meth:`row_groups`, is replayed from an earlier request."""
+        own, replayed = [False] * len(self.forget_texts), [True] * len(self.replay_probes)
+        return own + replayed + [False] * len(self.forget_probes) + replayed
+
     def without(self, dropped: set[int]) -> UnlearningBatch:
         """The batch rebuilt from its payloads but those at the indices in ``dropped``."""
         replayed = self.retain_probes[len(self.retain_probes) - self.replay_neighbours:]
@@ -223,7 +228,7 @@ def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: Unlear
     retain = [*batch.retain_probes, *self_distillation_probes(model, tokenizer)]
     forget = batch.training_probes()
     data = prepare_data(model, tokenizer, batch.training_texts(), forget, retain, config.max_seq_len,
-                        batch.row_groups())
+                        batch.row_groups(), batch.replayed_rows())
     before = score_probes(model, tokenizer, forget, retain)
     return _Context(tokenizer, forget, retain, data, before)
 

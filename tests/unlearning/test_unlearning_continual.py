@@ -85,6 +85,7 @@ def test_a_batch_carries_replayed_probes_and_neighbours_and_keeps_them_when_requ
     assert batch.training_texts() == ["text 0", "text 1", "text 2"] + [f"{p.prompt} {p.completion}" for p in replayed]
     assert batch.training_probes() == batch.forget_probes + replayed
     assert batch.row_groups() == [0, 1, 2, 3, 4, 5, 0, 0, 1, 1, 2, 2, 3, 4, 5]
+    assert batch.replayed_rows() == [False] * 3 + [True] * 3 + [False] * 6 + [True] * 3
     smaller = batch.without({0, 2})
     assert smaller.forget_texts == ["text 1"] and smaller.payloads == (payloads[1],)
     assert smaller.replay_probes == replayed

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import pytest
 import torch
 
 from forgetd.eval.encoding import IGNORE_INDEX
+from forgetd.eval.likelihood import forward_logits
 from forgetd.models import load_model
 from forgetd.models.tiny import default_tiny_people, fact_probes
 from forgetd.unlearning import UnlearningConfig
@@ -20,7 +24,7 @@ from forgetd.unlearning.counterfactual import (
     transplanted_questions,
     unfamiliar_vectors,
 )
-from forgetd.unlearning.inputs import prepare_data
+from forgetd.unlearning.inputs import UnlearningData, prepare_data
 from forgetd.unlearning.methods.fit import Fit, forgotten_labels, subject_positions
 
 BOS, Q, WHERE, YEAR, BORN = 1, 2, 3, 4, 5
@@ -156,6 +160,31 @@ def test_a_stranger_is_far_less_likely_than_the_person_was(prepared):
     # model: half of the four on some machines), never all that the reference recalls
     assert 0.0 <= fit.expected_forget_recall < 1.0
     assert not fit.converged(model, data)  # nothing trained yet
+
+
+@pytest.mark.slow
+def test_training_may_stop_only_once_every_request_is_near_its_targets(prepared):
+    model, _, data, fit = prepared
+    with torch.no_grad():
+        own = torch.log_softmax(forward_logits(model, data.forget)[:, :-1].float(), -1)
+    labels = data.forget.labels[:, 1:]
+    at_target = torch.where(labels != IGNORE_INDEX, own.gather(-1, labels.clamp(min=0)[..., None])[..., 0], 0.0)
+    last = len(data.forget) - 1  # a probe: its answer alone, a few of the batch's forgotten answer labels
+    two_requests = dataclasses.replace(data, forget_groups=(torch.arange(len(data.forget)) == last).long())
+    short = at_target.clone()
+    short[last] -= 3.0  # that request's answer stopped 3 nats likelier than its target
+    answers = fit.targets.forgotten & ~torch.isin(labels, fit.strangers.ids)
+    assert 3.0 * answers[last].sum() / answers.sum() < fit.config.fit_tolerance  # pooled, it would pass
+
+    def converged(label_logprob: torch.Tensor, batch: UnlearningData) -> bool:
+        checked = copy.copy(fit)
+        checked.targets = dataclasses.replace(fit.targets, label_logprob=label_logprob)
+        return checked.converged(model, batch)
+
+    assert converged(at_target, two_requests)
+    assert not converged(short, two_requests)
+    # replayed rows count as one request of their own: flagged, the short row still holds training back
+    assert not converged(short, dataclasses.replace(two_requests, forget_is_replayed=two_requests.forget_groups == 1))
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -87,6 +88,16 @@ class _NeverConverges(GradDiff):
     def converged(self, model, data) -> bool:
         self.asked += 1
         return False
+
+
+@pytest.mark.parametrize(("replayed", "own_drawn"), [(2, 3), (6, 2)])
+def test_replayed_rows_take_their_share_of_a_step_and_what_the_own_rows_leave(setup, replayed, own_drawn):
+    _, data = setup
+    flags = torch.arange(len(data.forget)) >= len(data.forget) - replayed
+    data = dataclasses.replace(data, forget_is_replayed=flags)
+    inputs = data.sample(batch_size=4, generator=torch.Generator().manual_seed(0), replay_share=0.25)
+    assert len(inputs.forget) == 4 and len(set(inputs.forget_rows.tolist())) == 4
+    assert int((~flags[inputs.forget_rows]).sum()) == own_drawn
 
 
 def test_recall_is_decoded_only_once_the_method_says_it_has_converged(tiny_model_dir, monkeypatch):
