@@ -51,7 +51,7 @@ class UnlearningConfig(BaseModel):
     fit_top_k: int = Field(32, ge=2, description="fit: the reference distribution kept at each forget position "
                            "(top-k tokens and the rest of its mass as one bucket; bounds the memory of the "
                            "targets for long texts).")
-    fit_known_subjects: int = Field(64, ge=0, description="fit: subjects the reference itself names in each forget "
+    fit_known_subjects: int = Field(64, ge=0, description="fit: subjects the base model names in each forget "
                                     "question's subject slot (its likeliest), whose answers to the same questions "
                                     "the update must keep; 0: only the retain probes' subjects.")
     fit_gap_weight: float = Field(3.0, ge=0, description="fit: weight of the smooth-L1 pull of each forgotten label's "

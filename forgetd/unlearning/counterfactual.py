@@ -17,7 +17,7 @@ request's probe prompts share, minus anything retained knowledge or other reques
 The other side of the same coin: a model that never saw the person still answers the same questions about
 everyone else exactly as before. :func:`transplanted_questions` asks every forget question about other
 subjects: those of the retain probes (:func:`retained_subjects`: a retain prompt that is a forget question
-with another subject) and those the reference itself names in the question's subject slot
+with another subject) and those the base model names in the question's subject slot
 (:func:`known_subjects`: who it knows about), so that fit can hold the reference's answers there. Without
 them, the cheapest way to forget a few people is to forget a little about everyone.
 """

@@ -188,6 +188,30 @@ def test_training_may_stop_only_once_every_request_is_near_its_targets(prepared)
 
 
 @pytest.mark.slow
+def test_the_people_kept_are_those_the_base_model_knows_whatever_the_adapter_does_to_the_subject_slot(
+        tiny_model_dir):
+    config = UnlearningConfig()
+    loaded = load_model(tiny_model_dir, torch.device("cpu"))
+    model = attach_adapter(loaded.model, None, config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # an adapter that scrambles every prediction, the subject slot's included
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.copy_(torch.randn(weight.shape, generator=generator))
+    data = prepare_data(model, loaded.tokenizer, PEOPLE[0].statements, fact_probes(PEOPLE[:1]),
+                        fact_probes(PEOPLE[1:2]), max_seq_len=64)
+    fit = Fit(config)
+    fit.prepare(model, data)
+    assert fit.transplants is not None
+    asked = [loaded.tokenizer.decode(ids[mask.bool()]) for ids, mask in
+             zip(fit.transplants.prompts.input_ids, fit.transplants.prompts.attention_mask, strict=True)]
+    for person in PEOPLE[2:]:  # neither forgotten nor a neighbour: known to the base model alone
+        assert any(person.name in question for question in asked), person.name
+    lora = [weight for name, weight in model.named_parameters() if "lora_" in name]
+    assert 0 < sum(weight.requires_grad for weight in lora) < len(lora)  # only the chosen layers train
+
+
+@pytest.mark.slow
 def test_the_wording_around_the_facts_keeps_the_references_own_targets(prepared):
     model, _, data, fit = prepared
     with torch.no_grad():

@@ -13,7 +13,7 @@ moves a token whose target probability is tiny, and that token is exactly what m
 What must stay is held three ways: GradDiff's retain NLL and KL on the retain probes (with the forgotten
 names scored as strangers there too, so the KL does not pull a name back up where it could follow); the
 reference's answers to every forget question asked about other people, the retain probes' subjects and
-the subjects the reference itself names in the question's subject slot (without these, the cheapest way to
+the subjects the base model names in the question's subject slot (without these, the cheapest way to
 forget eight people is to forget a little about everyone); and the anchor of the forget text's other
 positions to the counterfactual. The reference is the lineage's current version, so what earlier versions
 forgot stays as it is: a replayed earlier request is held at the reference's own predictions, which
@@ -60,10 +60,6 @@ class Fit(GradDiff):
     """``L = CE(q_cf, p) + SmoothL1(log p(y), log q_cf(y)) + w_kl * CE(q_cf, p)_template + retain terms``."""
 
     def prepare(self, model: PeftModel, data: UnlearningData) -> None:
-        forget_fisher = diagonal_fisher(model, data.forget)
-        retain_fisher = diagonal_fisher(model, data.retain)
-        self.layers = top_layers(layer_scores(forget_fisher, retain_fisher), self.config.fit_layer_share)
-        train_only_layers(model, self.layers)
         subject = subject_positions(data)
         self.strangers = Strangers(model, data.forget.input_ids[subject], STRANGER_SEED)
         self.targets = counterfactual_targets(model, data.forget, subject, forgotten_labels(data, self.strangers.ids),
@@ -72,15 +68,23 @@ class Fit(GradDiff):
         self.expected_forget_recall = float(self.targets.reproduced[data.forget_is_probe].float().mean())
         self.transplants = self._questions_about_others(model, data, subject)
         self.sampler = torch.Generator().manual_seed(self.config.seed)
+        # Last: leaving peft's disable_adapter (for the known subjects) makes every LoRA weight trainable again.
+        forget_fisher = diagonal_fisher(model, data.forget)
+        retain_fisher = diagonal_fisher(model, data.retain)
+        self.layers = top_layers(layer_scores(forget_fisher, retain_fisher), self.config.fit_layer_share)
+        train_only_layers(model, self.layers)
 
     def _questions_about_others(self, model: PeftModel, data: UnlearningData,
                                 subject: torch.Tensor) -> AnswerTargets | None:
-        """Every forget question asked about the retain probes' subjects and those the reference names in
+        """Every forget question asked about the retain probes' subjects and those the base model names in
         the subject slot, with the reference's answer to each (None when no question has a template)."""
         questions, masks, retained = _prompts(data, subject)
         templates = question_templates(questions, masks)
-        others = retained_subjects(templates, retained) | known_subjects(
-            model, templates, self.strangers.ids, self.config.fit_known_subjects)
+        # Who the model knows about is read off the base model: an update teaches the subject slot to expect
+        # no name at all, and after its first update the lineage named none of the people it still knew.
+        with model.disable_adapter():
+            known = known_subjects(model, templates, self.strangers.ids, self.config.fit_known_subjects)
+        others = retained_subjects(templates, retained) | known
         transplants = transplanted_questions(templates, others)
         return answer_targets(model, transplants, self.config.fit_top_k) if transplants else None
 
