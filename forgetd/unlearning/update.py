@@ -115,9 +115,11 @@ class UnlearningBatch:
         return texts + replayed + probes + replayed
 
     def replayed_rows(self) -> list[bool]:
-        """Whether each forget row, in the order of :meth:`row_groups`, is replayed from an earlier request."""
-        own, replayed = [False] * len(self.forget_texts), [True] * len(self.replay_probes)
-        return own + replayed + [False] * len(self.forget_probes) + replayed
+        """Whether each forget row, in the order of :meth:`row_groups`, is replayed from an earlier request:
+        it is in the group of a replayed probe (the last rows)."""
+        groups = self.row_groups()
+        replayed = set(groups[len(groups) - len(self.replay_probes):])
+        return [group in replayed for group in groups]
 
     def without(self, dropped: set[int]) -> UnlearningBatch:
         """The batch rebuilt from its payloads but those at the indices in ``dropped``."""

@@ -123,10 +123,11 @@ class Fit(GradDiff):
                 own = _label_logprobs(torch.log_softmax(forward_logits(model, chunk)[:, :-1].float(), -1), chunk.labels)
                 gap = (own - self.targets.label_logprob[rows]).abs()
                 is_subject = torch.isin(chunk.labels[:, 1:], self.strangers.ids)
+                chunk_requests = request_of_row[rows.cpu()]
                 for kind, mask in enumerate((self.targets.forgotten[rows] & is_subject,
                                              self.targets.forgotten[rows] & ~is_subject)):
-                    gaps[:, kind].index_add_(0, request_of_row[rows.cpu()], (gap * mask).sum(-1).double().cpu())
-                    counts[:, kind].index_add_(0, request_of_row[rows.cpu()], mask.sum(-1).double().cpu())
+                    gaps[:, kind].index_add_(0, chunk_requests, (gap * mask).sum(-1).double().cpu())
+                    counts[:, kind].index_add_(0, chunk_requests, mask.sum(-1).double().cpu())
         return bool((gaps / counts.clamp(min=1) <= self.config.fit_tolerance).all())
 
     def retain_reference(self, inputs: StepInputs) -> torch.Tensor:
