@@ -53,13 +53,16 @@ class ModelEval:
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """Scores after a number of requests: forgetting of the requests so far, retain utility."""
+    """Scores after a number of requests: forgetting of the requests so far, retain utility, and what the
+    version still knows of the people not yet requested (None once every subject has been requested)."""
 
     requests: int
     forget_recall: float
     forget_efficacy: float
     retain_recall: float
     retain_utility: float
+    bystander_recall: float | None = None
+    bystander_utility: float | None = None
 
 
 class Evaluator:
@@ -114,11 +117,14 @@ class Evaluator:
         if self.original is None:
             raise RuntimeError("evaluate the original model first: curves are relative to it")
         count = sum(len(person.facts) for person in self.data.forget[:requests])
-        forget = fact_recall(model, self.tokenizer, self.forget_facts[:count]).recall
+        hits = fact_recall(model, self.tokenizer, self.forget_facts).hits
+        forget, original_forget = _share(hits[:count]), _share(self.original.forget.hits[:count])
         retain = fact_recall(model, self.tokenizer, self.retain_facts).recall
-        original_forget = sum(self.original.forget.hits[:count]) / count
+        bystander = _share(hits[count:]) if count < len(hits) else None
         return CurvePoint(requests, forget, forget_efficacy(forget, original_forget), retain,
-                          relative_to_original(retain, self.original.retain.recall))
+                          relative_to_original(retain, self.original.retain.recall), bystander,
+                          None if bystander is None
+                          else relative_to_original(bystander, _share(self.original.forget.hits[count:])))
 
     def _min_k(self, model: CausalLM, people: Sequence[Person]) -> MinKEvidence:
         names = [name_tokens(self.tokenizer, person.name) for person in people for _ in person.statements]
@@ -171,6 +177,14 @@ def method_scores(ev: ModelEval, original: ModelEval, gold: ModelEval,
     }
 
 
+def bystander_utility(curve: Sequence[CurvePoint]) -> float | None:
+    """The mean over a stream's versions of what each still knows of the people not yet requested, relative
+    to the original: the collateral forgetting a served version inflicts on people nobody asked to forget,
+    which retain utility cannot show (the retain subjects are the very data the update protects)."""
+    values = [point.bystander_utility for point in curve if point.bystander_utility is not None]
+    return sum(values) / len(values) if values else None
+
+
 def relearn_split(forget: Sequence[Person]) -> tuple[list[str], list[Fact]]:
     """Each subject's even-numbered facts to relearn (as statements), the odd-numbered ones held back."""
     train = [fact.statement for person in forget for fact in person.facts[0::2]]
@@ -203,6 +217,10 @@ def name_tokens(tokenizer: PreTrainedTokenizerBase, name: str) -> set[int]:
 
 def _statements(people: Sequence[Person]) -> list[str]:
     return [statement for person in people for statement in person.statements]
+
+
+def _share(hits: Sequence[bool]) -> float:
+    return sum(hits) / len(hits)
 
 
 def _median(values: Sequence[float]) -> float:

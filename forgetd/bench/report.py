@@ -15,6 +15,7 @@ TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("forget_efficacy", "forget efficacy", "ratio"),
     ("retain_utility", "retain utility", "ratio"),
     ("general_utility", "general utility", "ratio"),
+    ("bystander_utility", "bystander utility (people not yet requested, mean over versions)", "ratio"),
     ("forget_quality", "forget quality (KS p vs gold)", "p"),
     ("truth_ratio_median", "truth ratio, median", "ratio"),
     ("mia_auc", "Min-K% MIA AUC (gold: next row)", "ratio"),
@@ -68,19 +69,24 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def plot_curves(report: dict[str, Any], path: Path) -> None:
-    """Forget efficacy and retain utility against requests processed, one line per method."""
+    """Forget efficacy, retain utility and bystander utility against requests processed, a line per method."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write the file only
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for name, points in report["curves"].items():
         style = {"linestyle": "--", "color": "black"} if name == "gold" else {"marker": "o"}
         x = [p["requests"] for p in points]
         axes[0].plot(x, [p["forget_efficacy"] for p in points], label=name, **style)
         axes[1].plot(x, [p["retain_utility"] for p in points], label=name, **style)
-    for ax, title in zip(axes, ("forget efficacy (requests so far)", "retain utility"), strict=True):
+        if name != "gold":  # gold never knew the people not yet requested
+            bystanders = [(n, p["bystander_utility"]) for n, p in zip(x, points, strict=True)
+                          if p.get("bystander_utility") is not None]
+            axes[2].plot([n for n, _ in bystanders], [u for _, u in bystanders], label=name, **style)
+    titles = ("forget efficacy (requests so far)", "retain utility", "bystander utility (not yet requested)")
+    for ax, title in zip(axes, titles, strict=True):
         ax.axhline(0.0 if ax is axes[0] else 1.0, color="grey", linestyle=":", label="original")
         ax.set_xlabel("requests processed")
         ax.set_title(title)

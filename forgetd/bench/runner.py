@@ -16,7 +16,7 @@ import transformers
 from forgetd.bench.baselines import FULL_BASELINES, FullRecipe
 from forgetd.bench.config import BenchConfig, base_profile
 from forgetd.bench.data import BenchDataset, load_dataset
-from forgetd.bench.evaluate import CurvePoint, Evaluator, ModelEval, method_scores
+from forgetd.bench.evaluate import CurvePoint, Evaluator, ModelEval, bystander_utility, method_scores
 from forgetd.bench.models import BENCH_TINY_TRAINING, PreparedModels, prepare_models
 from forgetd.bench.report import write_report
 from forgetd.bench.stream import BatchRecord, StreamRun, replay_forgetd, replay_full, request_batches
@@ -56,17 +56,19 @@ def run_benchmark(config: BenchConfig, models_dir: Path, progress: Callable[[str
 
     methods: dict[str, dict[str, Any]] = {
         "original": {"kind": "reference (trained on every subject)", **scores(original_eval),
-                     **_cost_fields(_no_cost(), 1, 0), "cost_growth": None, "requests_published": 0},
+                     **_cost_fields(_no_cost(), 1, 0), "cost_growth": None, "requests_published": 0,
+                     "bystander_utility": None},
         "gold": {"kind": "retrained without the forgotten subjects", **scores(gold_eval),
                  **_gold_cost(prepared, config), "adapter_bytes": gold_bytes, "cost_growth": None,
-                 "requests_published": config.requests},
+                 "requests_published": config.requests, "bystander_utility": None},
     }
     if prepared.gold_reseeded is not None:
         reseeded = load_model(prepared.gold_reseeded, device)
         methods["gold_reseeded"] = {"kind": "retrained without the forgotten subjects, seed + 1",
                                     **scores(evaluator.evaluate("gold_reseeded", reseeded.model)),
                                     **_gold_cost(prepared, config), "adapter_bytes": gold_bytes,
-                                    "cost_growth": None, "requests_published": config.requests}
+                                    "cost_growth": None, "requests_published": config.requests,
+                                    "bystander_utility": None}
         del reseeded
     curves: dict[str, list[dict[str, Any]]] = {}
     batches_report: dict[str, list[dict[str, Any]]] = {}
@@ -78,7 +80,7 @@ def run_benchmark(config: BenchConfig, models_dir: Path, progress: Callable[[str
         published = sum(b.size for b in run.batches if b.published)
         methods[name] = {"kind": _kind(name), **scores(ev), **_cost_fields(run.cost, config.requests, run.update_bytes),
                          "cost_growth": cost_growth(run.batches, "wall_s" if device.type == "cuda" else "cpu_s"),
-                         "requests_published": published}
+                         "requests_published": published, "bystander_utility": bystander_utility(run.curve)}
         curves[name] = [asdict(point) for point in run.curve]
         batches_report[name] = [asdict(record) for record in run.batches]
         del run

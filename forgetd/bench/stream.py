@@ -140,4 +140,5 @@ def _batch_line(index: int, count: int, done: int, record: BatchRecord, point: C
     extra: dict[str, Any] = {"attempts": record.attempts} if record.attempts > 1 else {}
     return (f"batch {index}/{count} ({done} requests): {state}, {record.steps} steps, {record.wall_s:.1f} s"
             + "".join(f", {k} {v}" for k, v in extra.items())
-            + f"; forget efficacy {point.forget_efficacy:.3f}, retain utility {point.retain_utility:.3f}")
+            + f"; forget efficacy {point.forget_efficacy:.3f}, retain utility {point.retain_utility:.3f}"
+            + ("" if point.bystander_utility is None else f", bystander utility {point.bystander_utility:.3f}"))

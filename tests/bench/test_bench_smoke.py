@@ -39,7 +39,8 @@ def test_every_method_has_every_field(toy_run):
     for name, row in report["methods"].items():
         for key, _, _ in TABLE_ROWS:
             value = row[key]
-            if key == "cost_growth" and name in ("original", "gold", "gold_reseeded"):  # no stream was replayed
+            if key in ("cost_growth", "bystander_utility") and name in ("original", "gold", "gold_reseeded"):
+                # no stream was replayed
                 assert value is None
                 continue
             assert isinstance(value, int | float) and math.isfinite(value), (name, key, value)
@@ -56,6 +57,9 @@ def test_curves_have_a_point_per_batch_and_the_files_are_written(toy_run):
     for name in ["npo", "full_ga", "full_graddiff", "full_npo", "gold"]:
         assert [p["requests"] for p in report["curves"][name]] == [1, 2]
     assert [b["batch"] for b in report["batches"]["npo"]] == [1, 2]
+    # after the first request one person is still to come; after the last, nobody
+    assert [p["bystander_utility"] is None for p in report["curves"]["npo"]] == [False, True]
+    assert report["methods"]["npo"]["bystander_utility"] == report["curves"]["npo"][0]["bystander_utility"]
     assert json.loads((config.out / "report.json").read_text())["methods"].keys() == report["methods"].keys()
     table = (config.out / "report.md").read_text()
     assert "| metric | original | gold | gold_reseeded | npo | full_ga | full_graddiff | full_npo |" in table
@@ -103,3 +107,13 @@ def test_the_reported_command_reruns_the_methods_own_seed():
 
     assert "--seed 2 --method-seed 5 --out" in _command(BenchConfig(seed=2, method_seed=5))
     assert "--method-seed" not in _command(BenchConfig(seed=2))
+
+
+def test_bystander_utility_is_the_mean_over_the_versions_that_had_people_still_to_come():
+    from forgetd.bench.evaluate import CurvePoint, bystander_utility
+
+    def point(requests: int, utility: float | None) -> CurvePoint:
+        return CurvePoint(requests, 0.0, 1.0, 1.0, 1.0, utility, utility)
+
+    assert bystander_utility([point(1, 1.0), point(2, 0.5), point(3, None)]) == 0.75
+    assert bystander_utility([point(3, None)]) is None
