@@ -17,6 +17,7 @@ from forgetd.unlearning.adapters import attach_adapter
 from forgetd.unlearning.counterfactual import (
     Template,
     known_subjects,
+    last_logprobs,
     question_templates,
     retained_subjects,
     subject_token_sets,
@@ -259,3 +260,19 @@ def test_the_reference_names_the_people_it_knows_and_never_the_forgotten_one(pre
     assert not any(token in fit.strangers.ids.tolist() for subject in found for token in subject)
     assert fit.transplants is not None and len(fit.transplants) > 0
     assert known_subjects(model, {template}, fit.strangers.ids, count=0) == set()  # only the retain probes' subjects
+
+
+@pytest.mark.parametrize("rows", [3, 10_000])
+def test_each_step_holds_as_many_questions_about_others_as_configured(prepared, monkeypatch, rows):
+    model, _, _, fit = prepared
+    assert fit.transplants is not None and 3 < len(fit.transplants) < 10_000
+    held = []
+
+    def counting(model, prompts):
+        held.append(len(prompts))
+        return last_logprobs(model, prompts)
+
+    monkeypatch.setattr("forgetd.unlearning.methods.fit.last_logprobs", counting)
+    monkeypatch.setattr(fit, "config", fit.config.model_copy(update={"fit_transplant_rows": rows}))
+    fit._transplant_kl(model)
+    assert held == [min(rows, len(fit.transplants))]  # never more than there are

@@ -140,7 +140,7 @@ class Fit(GradDiff):
         """Cross-entropy of the model's answer to a sample of transplanted questions against the reference's
         (its KL up to the reference's entropy, a constant)."""
         assert self.transplants is not None  # only called when there are some
-        rows = torch.randperm(len(self.transplants), generator=self.sampler)[:self.config.batch_size]
+        rows = torch.randperm(len(self.transplants), generator=self.sampler)[:self.config.fit_transplant_rows]
         rows = rows.to(self.transplants.indices.device)
         logprobs = last_logprobs(model, self.transplants.prompts.select(rows))
         return top_k_cross_entropy(logprobs, self.transplants.indices[rows], self.transplants.probs[rows]).mean()
