@@ -28,6 +28,9 @@ from forgetd.models.loading import load_model
 from forgetd.models.tiny import TinyTraining
 from forgetd.unlearning import UnlearningBatch, UnlearningConfig
 
+# The fields only a replayed stream has, for the reference models (no stream was replayed through them).
+NO_STREAM: dict[str, Any] = {"cost_growth": None, "bystander_utility": None}
+
 
 def run_benchmark(config: BenchConfig, models_dir: Path, progress: Callable[[str], None],
                   tiny_training: TinyTraining = BENCH_TINY_TRAINING) -> dict[str, Any]:
@@ -56,19 +59,17 @@ def run_benchmark(config: BenchConfig, models_dir: Path, progress: Callable[[str
 
     methods: dict[str, dict[str, Any]] = {
         "original": {"kind": "reference (trained on every subject)", **scores(original_eval),
-                     **_cost_fields(_no_cost(), 1, 0), "cost_growth": None, "requests_published": 0,
-                     "bystander_utility": None},
+                     **_cost_fields(_no_cost(), 1, 0), **NO_STREAM, "requests_published": 0},
         "gold": {"kind": "retrained without the forgotten subjects", **scores(gold_eval),
-                 **_gold_cost(prepared, config), "adapter_bytes": gold_bytes, "cost_growth": None,
-                 "requests_published": config.requests, "bystander_utility": None},
+                 **_gold_cost(prepared, config), "adapter_bytes": gold_bytes, **NO_STREAM,
+                 "requests_published": config.requests},
     }
     if prepared.gold_reseeded is not None:
         reseeded = load_model(prepared.gold_reseeded, device)
         methods["gold_reseeded"] = {"kind": "retrained without the forgotten subjects, seed + 1",
                                     **scores(evaluator.evaluate("gold_reseeded", reseeded.model)),
                                     **_gold_cost(prepared, config), "adapter_bytes": gold_bytes,
-                                    "cost_growth": None, "requests_published": config.requests,
-                                    "bystander_utility": None}
+                                    **NO_STREAM, "requests_published": config.requests}
         del reseeded
     curves: dict[str, list[dict[str, Any]]] = {}
     batches_report: dict[str, list[dict[str, Any]]] = {}
