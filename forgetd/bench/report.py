@@ -83,7 +83,7 @@ def plot_curves(report: dict[str, Any], path: Path) -> None:
         axes[1].plot(x, [p["retain_utility"] for p in points], label=name, **style)
         if name != "gold":  # gold never knew the people not yet requested
             bystanders = [(n, p["bystander_utility"]) for n, p in zip(x, points, strict=True)
-                          if p.get("bystander_utility") is not None]
+                          if p["bystander_utility"] is not None]
             axes[2].plot([n for n, _ in bystanders], [u for _, u in bystanders], label=name, **style)
     titles = ("forget efficacy (requests so far)", "retain utility", "bystander utility (not yet requested)")
     for ax, title in zip(axes, titles, strict=True):
