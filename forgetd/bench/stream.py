@@ -9,9 +9,10 @@ adapter. The full-parameter baselines (:mod:`forgetd.bench.baselines`) unlearn t
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ from forgetd.bench.data import BenchDataset, neighbour_probes
 from forgetd.bench.evaluate import CurvePoint
 from forgetd.eval.cost import Cost, CostMeter
 from forgetd.eval.lm import CausalLM
+from forgetd.ledger.crypto import Fingerprinter
 from forgetd.models.loading import load_model
 from forgetd.payload import DeletionPayload, Probe
-from forgetd.unlearning import UnlearningBatch, UnlearningConfig, unlearn_batch
+from forgetd.unlearning import ForgottenSubjects, UnlearningBatch, UnlearningConfig, unlearn_batch
 from forgetd.unlearning.replay import replay_sample
 
 # curve(model, requests processed) -> the curve's point; report(message) -> progress
@@ -79,19 +81,22 @@ def request_batches(data: BenchDataset, batch_size: int, neighbours: int, seed: 
 def replay_forgetd(original: Path, batches: list[UnlearningBatch], sizes: list[int], config: UnlearningConfig,
                    work_dir: Path, device: torch.device, curve: CurveFn,
                    report: Callable[[str], None]) -> StreamRun:
-    """Each batch through ``unlearn_batch`` on top of the last published adapter, as the worker does."""
+    """Each batch through ``unlearn_batch`` on top of the last published adapter, as the worker does,
+    with whom that adapter forgot (under a key of this run's own)."""
     parent: Path | None = None
+    forgotten = ForgottenSubjects(Fingerprinter(secrets.token_bytes(32)))
     records, points, total = [], [], _zero()
     done = 0
     for index, (batch, size) in enumerate(zip(batches, sizes, strict=True), start=1):
         attempt_dir = work_dir / f"batch-{index}"
         attempt_dir.mkdir(parents=True, exist_ok=True)
         with CostMeter(device) as meter:
-            outcome = unlearn_batch(original, parent, batch, config, attempt_dir, device)
+            outcome = unlearn_batch(original, parent, replace(batch, forgotten=forgotten), config, attempt_dir, device)
         done += size
         if outcome.adapter_dir is not None:
             parent = work_dir / f"v{index}"
             shutil.move(str(outcome.adapter_dir), parent)  # the next version of the lineage
+            forgotten = outcome.forgotten or forgotten
         shutil.rmtree(attempt_dir, ignore_errors=True)
         total = total + meter.cost
         records.append(BatchRecord(index, done, size, outcome.adapter_dir is not None, outcome.steps,

@@ -27,12 +27,13 @@ from forgetd.pipeline.lineage_queue import LineageQueue
 from forgetd.pipeline.locks import LineageLease
 from forgetd.pipeline.receipts import decision_receipt
 from forgetd.settings import Settings
-from forgetd.unlearning import UnlearningBatch, UpdateOutcome, unlearn_batch
+from forgetd.unlearning import ForgottenSubjects, UnlearningBatch, UpdateOutcome, unlearn_batch
 from forgetd.unlearning.replay import recent_payloads, replay_sample
 
 logger = logging.getLogger(__name__)
 
 S = RequestState
+FORGOTTEN_SUBJECTS = "forgetd_forgotten_subjects"  # manifest extra: the version's ForgottenSubjects digests
 
 JobStatus = Literal["busy", "empty", "published", "needs_review", "failed", "lease_lost"]
 
@@ -121,7 +122,8 @@ def _train_and_publish(ctx: PipelineContext, lineage: str, ids: list[str], token
             earlier = recent_payloads(history, ctx.ledger.payload, (PayloadUnavailableError,), config.replay)
             batch = UnlearningBatch.from_payloads(
                 payloads.values(), replay_sample([p.forget_probes() for p in earlier], config.replay, config.seed),
-                replay_sample([p.neighbours for p in earlier], config.replay, config.seed))
+                replay_sample([p.neighbours for p in earlier], config.replay, config.seed),
+                forgotten_by(ctx, parent))
             outcome = unlearn_batch(ctx.base_model_path, parent_path, batch, config, Path(work_dir), ctx.device)
         except Exception as e:  # any training failure: count it, retry the batch later
             logger.exception("lineage %s: unlearning failed for %d requests", lineage, len(ids))
@@ -149,6 +151,15 @@ def _train_and_publish(ctx: PipelineContext, lineage: str, ids: list[str], token
     return JobReport("published", ids, published.version)
 
 
+def forgotten_by(ctx: PipelineContext, parent: Manifest | None) -> ForgottenSubjects | None:
+    """Whom the parent version forgot, from its manifest. None where that is unknown: a parent published
+    without the record (by an older forgetd), or under another HMAC key. fit then holds the current
+    version's answers about everyone, not the base model's, which would bring the forgotten back."""
+    if parent is None:
+        return ForgottenSubjects(ctx.ledger.fingerprinter)
+    return ForgottenSubjects.from_record(ctx.ledger.fingerprinter, parent.extra.get(FORGOTTEN_SUBJECTS))
+
+
 def _publish(ctx: PipelineContext, lineage: str, ids: list[str], token: int, parent: Manifest | None,
              outcome: UpdateOutcome) -> Manifest | JobReport:
     """The next version, or the report of why the batch goes back (stale writer) or failed."""
@@ -166,7 +177,8 @@ def _publish(ctx: PipelineContext, lineage: str, ids: list[str], token: int, par
             request_ids=ids, metrics=outcome.report.metrics(), fencing_token=token,
             expected_parent=parent.version if parent else None,
             extra={"forgetd_batch_id": uuid.uuid4().hex, "forgetd_steps": outcome.steps,
-                   "forgetd_attempts": outcome.attempts, **(outcome.consolidation or {})},
+                   "forgetd_attempts": outcome.attempts, **(outcome.consolidation or {}),
+                   **({FORGOTTEN_SUBJECTS: outcome.forgotten.to_record()} if outcome.forgotten is not None else {})},
         )
     except (StaleFencingTokenError, ParentMismatchError) as e:
         # Another writer got the lineage meanwhile: this candidate was trained on a stale parent.

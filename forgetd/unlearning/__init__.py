@@ -8,11 +8,13 @@ from forgetd.unlearning.registry import (
     get_method,
     register_method,
 )
+from forgetd.unlearning.subjects import ForgottenSubjects
 from forgetd.unlearning.update import EmptyBatchError, UnlearningBatch, UpdateOutcome, unlearn_batch
 
 __all__ = [
     "ALL_PROJECTIONS",
     "EmptyBatchError",
+    "ForgottenSubjects",
     "MethodRegistrationError",
     "UnknownMethodError",
     "UnlearningBatch",

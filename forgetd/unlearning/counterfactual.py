@@ -32,7 +32,7 @@ from typing import NamedTuple
 import torch
 from peft import PeftModel
 
-from forgetd.eval.encoding import IGNORE_INDEX, EncodedBatch
+from forgetd.eval.encoding import IGNORE_INDEX, EncodedBatch, concat_batches
 from forgetd.eval.lm import eval_mode
 from forgetd.unlearning.inputs import REFERENCE_BATCH
 
@@ -49,6 +49,11 @@ class AnswerTargets:
 
     def __len__(self) -> int:
         return len(self.prompts)
+
+    @staticmethod
+    def concat(parts: Sequence[AnswerTargets]) -> AnswerTargets:
+        return AnswerTargets(concat_batches([p.prompts for p in parts]), torch.cat([p.indices for p in parts]),
+                             torch.cat([p.probs for p in parts]))
 
 
 @dataclass(frozen=True)

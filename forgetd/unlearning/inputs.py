@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from peft import PeftModel
@@ -21,6 +22,9 @@ from forgetd.eval.encoding import EncodedBatch, concat_batches, encode_probes, e
 from forgetd.eval.likelihood import forward_logits, sequence_nll
 from forgetd.eval.lm import eval_mode
 from forgetd.payload import Probe
+
+if TYPE_CHECKING:  # subjects reads UnlearningData
+    from forgetd.unlearning.subjects import ForgottenSubjects
 
 REFERENCE_BATCH = 16  # sequences per no-grad forward when snapshotting the reference
 REPLAY_SHARE = 0.25  # of a step's forget rows, the share replayed rows take (see UnlearningData.sample)
@@ -49,6 +53,7 @@ class UnlearningData:
     forget_is_probe: torch.Tensor  # [N_f] bool: the row is a probe (loss on its completion), not a text
     forget_groups: torch.Tensor  # [N_f] long: the request each row comes from (see UnlearningBatch.row_groups)
     forget_is_replayed: torch.Tensor  # [N_f] bool: the row replays an earlier request (already forgotten)
+    forgotten: ForgottenSubjects | None = None  # whom the lineage forgot before; None: not known
 
     def sample(self, batch_size: int, generator: torch.Generator, replay_share: float = REPLAY_SHARE) -> StepInputs:
         """A minibatch of up to ``batch_size`` forget and ``batch_size`` retain sequences, of which the
@@ -78,11 +83,13 @@ class UnlearningData:
 
 def prepare_data(model: PeftModel, tokenizer: PreTrainedTokenizerBase, forget_texts: Sequence[str],
                  forget_probes: Sequence[Probe], retain_probes: Sequence[Probe], max_seq_len: int,
-                 groups: Sequence[int] | None = None, replayed: Sequence[bool] | None = None) -> UnlearningData:
+                 groups: Sequence[int] | None = None, replayed: Sequence[bool] | None = None,
+                 forgotten: ForgottenSubjects | None = None) -> UnlearningData:
     """Encode the update's sequences and snapshot ``model`` (still untrained) as the reference.
 
     ``groups`` names the request of each forget row (texts, then probes); None: all from one request.
-    ``replayed`` flags the rows replayed from earlier requests; None: none is.
+    ``replayed`` flags the rows replayed from earlier requests; None: none is. ``forgotten`` is whom the
+    lineage forgot before this update.
     """
     parts = []
     if forget_texts:
@@ -99,7 +106,8 @@ def prepare_data(model: PeftModel, tokenizer: PreTrainedTokenizerBase, forget_te
             raise ValueError(f"{len(flags)} {name} for {len(forget)} forget rows")
     row_groups = torch.tensor(list(groups) if groups is not None else [0] * len(forget), device=device)
     is_replayed = torch.tensor(list(replayed) if replayed is not None else [False] * len(forget), device=device)
-    return UnlearningData(forget, forget_ref_nll, retain, retain_ref_logprobs, is_probe, row_groups, is_replayed)
+    return UnlearningData(forget, forget_ref_nll, retain, retain_ref_logprobs, is_probe, row_groups, is_replayed,
+                          forgotten)
 
 
 @torch.no_grad()

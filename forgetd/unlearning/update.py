@@ -27,6 +27,7 @@ from forgetd.unlearning.config import UnlearningConfig
 from forgetd.unlearning.inputs import UnlearningData, prepare_data
 from forgetd.unlearning.registry import get_method
 from forgetd.unlearning.retain import self_distillation_probes
+from forgetd.unlearning.subjects import ForgottenSubjects, subject_positions, subject_spans
 from forgetd.unlearning.trainer import train_adapter
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,9 @@ class UnlearningBatch:
     verification checks them, so earlier requests stay forgotten. Earlier requests' neighbours join
     ``retain_probes`` the same way, so what the lineage kept stays kept over many small updates.
     ``payloads`` are the requests the batch was built from (when it was), so requests the model does not
-    hold can be dropped before training.
+    hold can be dropped before training. ``forgotten`` is whom the lineage's current version forgot (its
+    manifest carries it): without it, fit holds the current version's answers about everyone else, and
+    what each update lets slip compounds (:mod:`forgetd.unlearning.subjects`).
     """
 
     forget_texts: list[str]
@@ -58,6 +61,7 @@ class UnlearningBatch:
     replay_probes: list[Probe] = field(default_factory=list)
     payloads: tuple[DeletionPayload, ...] = ()
     replay_neighbours: int = 0  # how many of retain_probes, at the end, were replayed from earlier requests
+    forgotten: ForgottenSubjects | None = None  # whom the lineage forgot before this batch; None: not known
 
     def __repr__(self) -> str:  # sizes only: the contents are personal data
         return (f"UnlearningBatch(forget_texts={len(self.forget_texts)}, "
@@ -66,7 +70,8 @@ class UnlearningBatch:
 
     @classmethod
     def from_payloads(cls, payloads: Iterable[DeletionPayload], replay_probes: Iterable[Probe] = (),
-                      replay_neighbours: Iterable[Probe] = ()) -> UnlearningBatch:
+                      replay_neighbours: Iterable[Probe] = (),
+                      forgotten: ForgottenSubjects | None = None) -> UnlearningBatch:
         """One batch of deletion requests: every text and forget probe, every neighbour as a retain probe,
         and what is replayed from earlier requests (see :func:`forgetd.unlearning.replay.replay_sample`).
 
@@ -77,10 +82,10 @@ class UnlearningBatch:
         """
         payloads, replay_probes = tuple(payloads), list(replay_probes)
         forget_probes = [probe for p in payloads for probe in p.forget_probes()]
-        forgotten = {probe.prompt.strip() for probe in [*forget_probes, *replay_probes]}
+        asked = {probe.prompt.strip() for probe in [*forget_probes, *replay_probes]}
 
         def kept(probes: Iterable[Probe]) -> list[Probe]:
-            return [probe for probe in probes if probe.prompt.strip() not in forgotten]
+            return [probe for probe in probes if probe.prompt.strip() not in asked]
 
         neighbours = kept(replay_neighbours)
         return cls(
@@ -90,6 +95,7 @@ class UnlearningBatch:
             replay_probes=replay_probes,
             payloads=payloads,
             replay_neighbours=len(neighbours),
+            forgotten=forgotten,
         )
 
     def training_texts(self) -> list[str]:
@@ -125,7 +131,7 @@ class UnlearningBatch:
         """The batch rebuilt from its payloads but those at the indices in ``dropped``."""
         replayed = self.retain_probes[len(self.retain_probes) - self.replay_neighbours:]
         return UnlearningBatch.from_payloads([p for i, p in enumerate(self.payloads) if i not in dropped],
-                                             self.replay_probes, replayed)
+                                             self.replay_probes, replayed, self.forgotten)
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,9 @@ class UpdateOutcome:
     ``not_memorized`` are the indices (in ``batch.payloads``) of requests the model did not hold: they
     were not trained on and are not covered by the adapter. ``consolidation`` holds the manifest fields
     of a truncation back to the rank (``forgetd_consolidated_rank``, ``forgetd_consolidation_energy``,
-    ``forgetd_consolidation_min_energy``) when the update was folded into the adapter by SVD.
+    ``forgetd_consolidation_min_energy``) when the update was folded into the adapter by SVD. ``forgotten``
+    is whom the saved adapter has forgotten: the batch's ``forgotten`` and the subjects it trained on
+    (None when the batch's was).
     """
 
     adapter_dir: Path | None
@@ -148,6 +156,7 @@ class UpdateOutcome:
     train_seconds: float
     not_memorized: tuple[int, ...] = ()
     consolidation: dict[str, Any] | None = None
+    forgotten: ForgottenSubjects | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +209,7 @@ def unlearn_batch(base_path: Path, parent_adapter: Path | None, batch: Unlearnin
             adapter_dir = save_adapter(model, work_dir / ADAPTER_FOLDER)
             folded = objective.consolidation.manifest_fields() if objective.consolidation else None
             return UpdateOutcome(adapter_dir, report, method.name, result.steps, attempt, total_seconds,
-                                 tuple(sorted(not_held)), folded)
+                                 tuple(sorted(not_held)), folded, _forgotten_after(batch, context.data))
         strength = _next_strength(strength, report, config.retry_strength_factor)
     return UpdateOutcome(None, report, method.name, result.steps, config.max_attempts, total_seconds,
                          tuple(sorted(not_held)))
@@ -230,9 +239,18 @@ def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: Unlear
     retain = [*batch.retain_probes, *self_distillation_probes(model, tokenizer)]
     forget = batch.training_probes()
     data = prepare_data(model, tokenizer, batch.training_texts(), forget, retain, config.max_seq_len,
-                        batch.row_groups(), batch.replayed_rows())
+                        batch.row_groups(), batch.replayed_rows(), batch.forgotten)
     before = score_probes(model, tokenizer, forget, retain)
     return _Context(tokenizer, forget, retain, data, before)
+
+
+def _forgotten_after(batch: UnlearningBatch, data: UnlearningData) -> ForgottenSubjects | None:
+    """The batch's ``forgotten`` and the subjects of the requests it trained on (not the replayed ones:
+    those are in it already)."""
+    if batch.forgotten is None:
+        return None
+    own = ~data.forget_is_replayed
+    return batch.forgotten.adding(subject_spans(data.forget.input_ids[own], subject_positions(data)[own]))
 
 
 def _scores(model: PeftModel, context: _Context) -> ProbeScores:

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from transformers import AutoTokenizer
 
-from adapters_store import AdapterStore
+from adapters_store import AdapterStore, Manifest
 from forgetd.ledger import NewRequest, RequestState, open_ledger
 from forgetd.models.tiny import default_tiny_people, fact_probes
 from forgetd.payload import DeletionPayload
 from forgetd.pipeline.admission import admit_request
 from forgetd.pipeline.context import PipelineContext
-from forgetd.pipeline.job import run_lineage_job
+from forgetd.pipeline.job import FORGOTTEN_SUBJECTS, forgotten_by, run_lineage_job
 from forgetd.pipeline.locks import LineageLease, lease_key
 from forgetd.settings import Settings
+from forgetd.unlearning import ForgottenSubjects
 from tests.pipeline.recording import RecordingScheduler
 
 pytestmark = pytest.mark.slow
@@ -61,6 +64,41 @@ def test_a_job_publishes_one_version_and_completes_with_a_receipt(ctx: PipelineC
     assert {"forget_extraction_after", "forget_recall_int8_after", "quant_recovery"} <= record.receipt["metrics"].keys()
     assert ctx.store.manifest("default", 1).request_ids == (request_id,)
     assert ctx.queue("default").inflight() == []
+
+
+def test_each_version_records_whom_its_lineage_forgot_as_keyed_digests(ctx: PipelineContext) -> None:
+    _queue_person(ctx, 0)
+    assert run_lineage_job(ctx, "default").status == "published"
+    _queue_person(ctx, 1)
+    assert run_lineage_job(ctx, "default").status == "published"
+
+    tokenizer = AutoTokenizer.from_pretrained(ctx.settings.model)
+    first, second = (ForgottenSubjects.from_record(ctx.ledger.fingerprinter,
+                                                   ctx.store.manifest("default", version).extra[FORGOTTEN_SUBJECTS])
+                     for version in (1, 2))
+    assert first is not None and second is not None
+    assert first.digests < second.digests  # the parent's, and one person more
+    people = default_tiny_people()
+
+    def asked_about(index: int) -> list[int]:
+        return tokenizer(" " + people[index].name, add_special_tokens=False)["input_ids"]
+
+    assert asked_about(0) in first and asked_about(1) not in first
+    assert asked_about(0) in second and asked_about(1) in second
+    record = json.dumps(ctx.store.manifest("default", 2).extra[FORGOTTEN_SUBJECTS])
+    assert not any(word in record for person in people for word in person.name.split())  # digests, never a name
+
+
+def test_a_parent_without_the_record_leaves_whom_the_lineage_forgot_unknown(ctx: PipelineContext) -> None:
+    def parent(extra: dict[str, Any]) -> Manifest:
+        return Manifest("default", 1, None, "tiny", "fit", ("r",), {}, {"adapter_config.json": "0" * 64,
+                        "adapter_model.safetensors": "0" * 64}, "2026-01-01T00:00:00+00:00", extra=extra)
+
+    nobody = forgotten_by(ctx, None)  # a new lineage has forgotten nobody
+    assert nobody is not None and len(nobody) == 0
+    assert forgotten_by(ctx, parent({})) is None  # published by a forgetd that kept no record
+    known = forgotten_by(ctx, parent({FORGOTTEN_SUBJECTS: nobody.adding([(1, 2)]).to_record()}))
+    assert known is not None and (1, 2) in known
 
 
 def test_a_job_redelivered_after_publish_completes_without_a_second_version(

@@ -10,12 +10,14 @@ import torch
 
 from forgetd.eval.encoding import IGNORE_INDEX
 from forgetd.eval.likelihood import forward_logits
+from forgetd.ledger.crypto import Fingerprinter
 from forgetd.models import load_model
 from forgetd.models.tiny import default_tiny_people, fact_probes
-from forgetd.unlearning import UnlearningConfig
+from forgetd.unlearning import ForgottenSubjects, UnlearningConfig
 from forgetd.unlearning.adapters import attach_adapter
 from forgetd.unlearning.counterfactual import (
     Template,
+    answer_targets,
     known_subjects,
     last_logprobs,
     question_templates,
@@ -26,7 +28,8 @@ from forgetd.unlearning.counterfactual import (
     unfamiliar_vectors,
 )
 from forgetd.unlearning.inputs import UnlearningData, prepare_data
-from forgetd.unlearning.methods.fit import Fit, forgotten_labels, subject_positions
+from forgetd.unlearning.methods.fit import Fit, forgotten_labels
+from forgetd.unlearning.subjects import subject_positions
 
 BOS, Q, WHERE, YEAR, BORN = 1, 2, 3, 4, 5
 ANNA, VARN, BRUNO, OXLEY = 10, 11, 12, 13
@@ -188,28 +191,67 @@ def test_training_may_stop_only_once_every_request_is_near_its_targets(prepared)
     assert not converged(short, dataclasses.replace(two_requests, forget_is_replayed=two_requests.forget_groups == 1))
 
 
-@pytest.mark.slow
-def test_the_people_kept_are_those_the_base_model_knows_whatever_the_adapter_does_to_the_subject_slot(
-        tiny_model_dir):
-    config = UnlearningConfig()
+@pytest.fixture(scope="module")
+def scrambled(tiny_model_dir):
+    """The tiny model under an adapter that scrambles every prediction, the subject slot's included."""
     loaded = load_model(tiny_model_dir, torch.device("cpu"))
-    model = attach_adapter(loaded.model, None, config)
+    model = attach_adapter(loaded.model, None, UnlearningConfig())
     generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # an adapter that scrambles every prediction, the subject slot's included
+    with torch.no_grad():
         for name, weight in model.named_parameters():
             if "lora_B" in name:
                 weight.copy_(torch.randn(weight.shape, generator=generator))
-    data = prepare_data(model, loaded.tokenizer, PEOPLE[0].statements, fact_probes(PEOPLE[:1]),
-                        fact_probes(PEOPLE[1:2]), max_seq_len=64)
-    fit = Fit(config)
+    return model, loaded.tokenizer
+
+
+def fit_forgetting_person_0(model, tokenizer, forgotten: ForgottenSubjects | None) -> Fit:
+    data = prepare_data(model, tokenizer, PEOPLE[0].statements, fact_probes(PEOPLE[:1]), fact_probes(PEOPLE[1:2]),
+                        max_seq_len=64, forgotten=forgotten)
+    fit = Fit(UnlearningConfig())
     fit.prepare(model, data)
+    return fit
+
+
+def asked(tokenizer, fit: Fit) -> list[str]:
+    """Each transplanted question, decoded."""
     assert fit.transplants is not None
-    asked = [loaded.tokenizer.decode(ids[mask.bool()]) for ids, mask in
-             zip(fit.transplants.prompts.input_ids, fit.transplants.prompts.attention_mask, strict=True)]
+    prompts = fit.transplants.prompts
+    return [tokenizer.decode(ids[mask.bool()]) for ids, mask in zip(prompts.input_ids, prompts.attention_mask,
+                                                                     strict=True)]
+
+
+@pytest.mark.slow
+def test_the_people_kept_are_those_the_base_model_knows_whatever_the_adapter_does_to_the_subject_slot(scrambled):
+    model, tokenizer = scrambled
+    fit = fit_forgetting_person_0(model, tokenizer, None)
+    questions = asked(tokenizer, fit)
     for person in PEOPLE[2:]:  # neither forgotten nor a neighbour: known to the base model alone
-        assert any(person.name in question for question in asked), person.name
+        assert any(person.name in question for question in questions), person.name
     lora = [weight for name, weight in model.named_parameters() if "lora_" in name]
     assert 0 < sum(weight.requires_grad for weight in lora) < len(lora)  # only the chosen layers train
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lineage_knows", [True, False])
+def test_answers_about_others_are_the_base_models_but_for_those_the_lineage_forgot(scrambled, lineage_knows):
+    model, tokenizer = scrambled
+    earlier = PEOPLE[2]
+    forgotten = ForgottenSubjects(Fingerprinter(b"test key")).adding(  # as a sentence opens with it, and asks it
+        [tokenizer(name, add_special_tokens=False)["input_ids"] for name in (earlier.name, " " + earlier.name)])
+    fit = fit_forgetting_person_0(model, tokenizer, forgotten if lineage_knows else None)
+    assert fit.transplants is not None
+    prompts, k = fit.transplants.prompts, fit.transplants.indices.shape[-1]
+    questions = [ids[mask.bool()].tolist() for ids, mask in zip(prompts.input_ids, prompts.attention_mask, strict=True)]
+    reference = answer_targets(model, questions, k)
+    with model.disable_adapter():
+        base = answer_targets(model, questions, k)
+    about_earlier = torch.tensor([earlier.name in question for question in asked(tokenizer, fit)])
+    assert about_earlier.any() and not about_earlier.all()
+    # a lineage that does not know whom it forgot holds its current answers about everyone
+    holds_base = ~about_earlier if lineage_knows else torch.zeros_like(about_earlier)
+    expected = torch.where(holds_base[:, None], base.probs, reference.probs)
+    torch.testing.assert_close(fit.transplants.probs, expected)
+    assert torch.equal(fit.transplants.indices, torch.where(holds_base[:, None], base.indices, reference.indices))
 
 
 @pytest.mark.slow

@@ -12,11 +12,13 @@ from peft import PeftModel
 from safetensors import safe_open
 
 from forgetd.eval import probe_recall
+from forgetd.ledger.crypto import Fingerprinter
 from forgetd.models import load_model
 from forgetd.models.tiny import default_tiny_people, fact_probes
 from forgetd.unlearning import (
     ALL_PROJECTIONS,
     EmptyBatchError,
+    ForgottenSubjects,
     UnlearningBatch,
     UnlearningConfig,
     unlearn_batch,
@@ -25,6 +27,7 @@ from forgetd.unlearning import (
 pytestmark = pytest.mark.slow
 CPU = torch.device("cpu")
 PEOPLE = default_tiny_people()
+KEY = Fingerprinter(b"test key of the lineage")
 LORA_KEY = re.compile(r"base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])\.weight")
 
 
@@ -37,13 +40,13 @@ class Recorder(logging.Handler):
         self.lines.append(record.getMessage())
 
 
-def forget_person(index: int, extra_forget: tuple[int, ...] = (),
-                  retain: bool = True) -> UnlearningBatch:
+def forget_person(index: int, extra_forget: tuple[int, ...] = (), retain: bool = True,
+                  forgotten: ForgottenSubjects | None = None) -> UnlearningBatch:
     person = PEOPLE[index]
     kept = [p for i, p in enumerate(PEOPLE) if i != index and i not in extra_forget]
     return UnlearningBatch(forget_texts=person.statements,
                            forget_probes=fact_probes([person]) + fact_probes([PEOPLE[i] for i in extra_forget]),
-                           retain_probes=fact_probes(kept) if retain else [])
+                           retain_probes=fact_probes(kept) if retain else [], forgotten=forgotten)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +59,11 @@ def lineage(tiny_model_dir, tmp_path_factory):
     forgetd_logger.setLevel(logging.DEBUG)
     try:
         config = UnlearningConfig()
-        first = unlearn_batch(tiny_model_dir, None, forget_person(0), config, tmp_path_factory.mktemp("v1"), CPU)
-        second = unlearn_batch(tiny_model_dir, first.adapter_dir, forget_person(1, extra_forget=(0,)), config,
+        nobody = ForgottenSubjects(KEY)
+        first = unlearn_batch(tiny_model_dir, None, forget_person(0, forgotten=nobody), config,
+                              tmp_path_factory.mktemp("v1"), CPU)
+        second = unlearn_batch(tiny_model_dir, first.adapter_dir,
+                               forget_person(1, extra_forget=(0,), forgotten=first.forgotten), config,
                                tmp_path_factory.mktemp("v2"), CPU)
     finally:
         forgetd_logger.removeHandler(recorder)
@@ -117,6 +123,21 @@ def test_second_request_continues_from_the_parent(lineage, tiny_model_dir):
     assert config["r"] == 8  # the same bounded rank, one adapter per version
 
 
+def test_each_version_remembers_whom_it_forgot_and_no_one_else(lineage, tiny_model_dir):
+    first, second, _ = lineage
+    tokenizer = load_model(tiny_model_dir, CPU).tokenizer
+
+    def asked_about(person) -> list[int]:  # the name as a question asks it: after "was", "of"
+        return tokenizer(" " + person.name, add_special_tokens=False)["input_ids"]
+
+    assert first.forgotten is not None and second.forgotten is not None
+    assert asked_about(PEOPLE[0]) in first.forgotten
+    assert not any(asked_about(person) in first.forgotten for person in PEOPLE[1:])
+    assert first.forgotten.digests < second.forgotten.digests  # the parent's, and person 1 added
+    assert asked_about(PEOPLE[1]) in second.forgotten
+    assert not any(asked_about(person) in second.forgotten for person in PEOPLE[2:])
+
+
 def test_logs_carry_no_text(lineage):
     _, _, lines = lineage
     assert lines
@@ -140,8 +161,10 @@ def test_npo_without_neighbours_keeps_general_behaviour(tiny_model_dir, tmp_path
 
 def test_every_attempt_failing_saves_nothing(tiny_model_dir, tmp_path):
     weak = UnlearningConfig(learning_rate=1e-7, max_steps=2, check_every=1, max_attempts=2)
-    outcome = unlearn_batch(tiny_model_dir, None, forget_person(2), weak, tmp_path, CPU)
+    outcome = unlearn_batch(tiny_model_dir, None, forget_person(2, forgotten=ForgottenSubjects(KEY)), weak,
+                            tmp_path, CPU)
     assert outcome.adapter_dir is None
+    assert outcome.forgotten is None  # nothing published: the lineage forgot no one more
     assert outcome.attempts == 2
     assert not outcome.report.passed
     assert not outcome.report.forget_passed

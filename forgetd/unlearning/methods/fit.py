@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from peft import PeftModel
 
-from forgetd.eval.encoding import IGNORE_INDEX, EncodedBatch
+from forgetd.eval.encoding import IGNORE_INDEX
 from forgetd.eval.likelihood import forward_logits
 from forgetd.eval.lm import eval_mode
 from forgetd.unlearning.counterfactual import (
@@ -42,7 +42,6 @@ from forgetd.unlearning.counterfactual import (
     last_logprobs,
     question_templates,
     retained_subjects,
-    subject_token_sets,
     top_k_cross_entropy,
     transplanted_questions,
 )
@@ -51,6 +50,7 @@ from forgetd.unlearning.inputs import REFERENCE_BATCH, StepInputs, UnlearningDat
 from forgetd.unlearning.methods.base import LossTerms
 from forgetd.unlearning.methods.graddiff import GradDiff
 from forgetd.unlearning.registry import register_method
+from forgetd.unlearning.subjects import prompt_mask, subject_positions
 
 STRANGER_SEED = 0  # fixed for every lineage and update: a subject is always the same stranger
 
@@ -77,7 +77,11 @@ class Fit(GradDiff):
     def _questions_about_others(self, model: PeftModel, data: UnlearningData,
                                 subject: torch.Tensor) -> AnswerTargets | None:
         """Every forget question asked about the retain probes' subjects and those the base model names in
-        the subject slot, with the reference's answer to each (None when no question has a template)."""
+        the subject slot, with an answer to hold for each (None when no question has a template): the base
+        model's about everyone the lineage is known not to have forgotten, the reference's about the rest.
+
+        The reference's answers alone compound: what one update lets slip is the next one's target
+        (:mod:`forgetd.unlearning.subjects`)."""
         questions, masks, retained = _prompts(data, subject)
         templates = question_templates(questions, masks)
         # Who the model knows about is read off the base model: an update teaches the subject slot to expect
@@ -85,8 +89,15 @@ class Fit(GradDiff):
         with model.disable_adapter():
             known = known_subjects(model, templates, self.strangers.ids, self.config.fit_known_subjects)
         others = retained_subjects(templates, retained) | known
-        transplants = transplanted_questions(templates, others)
-        return answer_targets(model, transplants, self.config.fit_top_k) if transplants else None
+        forgotten = data.forgotten
+        kept = set() if forgotten is None else {span for span in others if span not in forgotten}
+        parts = []
+        if on_base := transplanted_questions(templates, kept):
+            with model.disable_adapter():
+                parts.append(answer_targets(model, on_base, self.config.fit_top_k))
+        if on_reference := transplanted_questions(templates, others - kept):
+            parts.append(answer_targets(model, on_reference, self.config.fit_top_k))
+        return AnswerTargets.concat(parts) if parts else None
 
     def loss(self, model: PeftModel, inputs: StepInputs) -> LossTerms:
         """GradDiff's terms with fit's forget term, and the KL of the transplanted questions' answers
@@ -156,31 +167,13 @@ class Fit(GradDiff):
         return _masked_mean(ce + gap, forgotten), _masked_mean(ce, ~forgotten & labelled)
 
 
-def subject_positions(data: UnlearningData) -> torch.Tensor:
-    """``[N, T]`` bool: the input positions of every forget row that hold its request's subject tokens."""
-    prompt = _prompt_mask(data.forget)
-    groups = data.forget_groups.tolist()
-    prompts: dict[int, list[list[int]]] = {}
-    for row in torch.nonzero(data.forget_is_probe).flatten().tolist():
-        prompts.setdefault(groups[row], []).append(data.forget.input_ids[row][prompt[row]].tolist())
-    retained = set(data.retain.input_ids[data.retain.attention_mask.bool()].tolist())
-    order = sorted(prompts)
-    subjects = dict(zip(order, subject_token_sets([prompts[g] for g in order], retained), strict=True))
-    mask = torch.zeros_like(data.forget.input_ids, dtype=torch.bool)
-    for row, group in enumerate(groups):
-        tokens = sorted(subjects.get(group, ()))
-        if tokens:
-            mask[row] = torch.isin(data.forget.input_ids[row], torch.tensor(tokens, device=mask.device))
-    return mask & data.forget.attention_mask.bool()
-
-
 def _prompts(data: UnlearningData, subject: torch.Tensor) -> tuple[list[list[int]], list[list[bool]], list[list[int]]]:
     """The forget probes' prompts with their subject masks, and the retain probes' prompts, as token ids."""
-    forget_prompt = _prompt_mask(data.forget)
+    forget_prompt = prompt_mask(data.forget)
     rows = torch.nonzero(data.forget_is_probe).flatten().tolist()
     questions = [data.forget.input_ids[r][forget_prompt[r]].tolist() for r in rows]
     subjects = [subject[r][forget_prompt[r]].tolist() for r in rows]
-    retain_prompt = _prompt_mask(data.retain)
+    retain_prompt = prompt_mask(data.retain)
     retained = [data.retain.input_ids[r][retain_prompt[r]].tolist() for r in range(len(data.retain))]
     return questions, subjects, retained
 
@@ -193,11 +186,6 @@ def forgotten_labels(data: UnlearningData, subject_ids: torch.Tensor) -> torch.T
     answers = torch.unique(labels[is_probe][labels[is_probe] != IGNORE_INDEX])
     goes = is_probe[:, None] | torch.isin(labels, answers) | torch.isin(labels, subject_ids)
     return goes & (labels != IGNORE_INDEX)
-
-
-def _prompt_mask(batch: EncodedBatch) -> torch.Tensor:
-    """``[N, T]`` bool: the real positions that carry no label (a probe's prompt)."""
-    return (batch.labels == IGNORE_INDEX) & batch.attention_mask.bool()
 
 
 def _label_logprobs(logprobs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

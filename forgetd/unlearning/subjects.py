@@ -1,0 +1,124 @@
+"""Whom an update forgets, and whom its lineage forgot before: the subjects' token spans.
+
+A request's subject is read off the batch itself (:func:`subject_positions`, from
+:func:`forgetd.unlearning.counterfactual.subject_token_sets`). fit needs the subjects twice: to read them as
+strangers in this update, and, in every later update, to tell the people the lineage forgot from everyone
+else. The second is :class:`ForgottenSubjects`, which each published version carries forward.
+
+Why a lineage must remember whom it forgot: an update holds its answers about everyone else at some
+reference. The lineage's current version is the wrong one, because whatever one update lets slip becomes
+the next one's reference: at batch size 1 the people not yet requested kept 0.90 of their facts after 8
+updates and 0.08 after 48 (docs/benchmark.md, tenth round). The base model is the right reference for
+them, but holding the base model's answers about someone already forgotten would bring that person back,
+and drift cannot be told from deliberate forgetting by how far an answer moved (the same round). So the
+lineage keeps whom it forgot.
+
+What it keeps is a set of keyed digests, never the names: HMAC-SHA256 of a span's token ids under the
+deployment's key, cut to ``DIGEST_HEX`` hex digits. Without the key a digest is a random number; with it,
+one can test whether a given name was forgotten, no more than the exact-duplicate fingerprints already
+allow (:mod:`forgetd.filters.duplicates`). This is a suppression list, the record that keeps an erased
+person erased; it outlives the request's verification window on purpose, as the fingerprints do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from forgetd.eval.encoding import IGNORE_INDEX, EncodedBatch
+from forgetd.unlearning.counterfactual import subject_token_sets
+
+if TYPE_CHECKING:  # inputs carries a lineage's ForgottenSubjects
+    from forgetd.unlearning.inputs import UnlearningData
+
+DIGEST_HEX = 16  # 64 bits: a false match is unlikely below millions of spans, and a manifest stays small
+
+
+class Fingerprints(Protocol):
+    """Keyed digests of byte strings (:class:`forgetd.ledger.crypto.Fingerprinter`)."""
+
+    def document(self, canonical: bytes) -> str: ...
+
+
+class ForgottenSubjects:
+    """The keyed digests of every subject span a lineage has forgotten, up to and including one version."""
+
+    def __init__(self, fingerprints: Fingerprints, digests: Iterable[str] = ()) -> None:
+        self._fingerprints = fingerprints
+        self.digests = frozenset(digests)
+
+    def __contains__(self, span: Sequence[int]) -> bool:
+        return self._digest(span) in self.digests
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    def __repr__(self) -> str:  # counts only
+        return f"ForgottenSubjects({len(self.digests)} digests)"
+
+    def adding(self, spans: Iterable[Sequence[int]]) -> ForgottenSubjects:
+        """These digests and those of ``spans``, under the same key."""
+        return ForgottenSubjects(self._fingerprints, self.digests | {self._digest(span) for span in spans})
+
+    def to_record(self) -> dict[str, Any]:
+        """What a manifest carries: the digests in a fixed order, and a check of the key they were made with."""
+        return {"key_check": self._key_check(), "digests": sorted(self.digests)}
+
+    @classmethod
+    def from_record(cls, fingerprints: Fingerprints, record: Any) -> ForgottenSubjects | None:
+        """The set :meth:`to_record` wrote; None when it was written under another key (the HMAC key was
+        rotated since) or is malformed: its digests can no longer be matched, so whom the lineage forgot is
+        unknown, and must not be mistaken for nobody."""
+        subjects = cls(fingerprints)
+        if not isinstance(record, dict) or record.get("key_check") != subjects._key_check():
+            return None
+        digests = record.get("digests")
+        if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+            return None
+        return cls(fingerprints, digests)
+
+    def _digest(self, span: Sequence[int]) -> str:
+        return self._fingerprints.document(b"forgotten subject\x00" + ",".join(map(str, span)).encode())[:DIGEST_HEX]
+
+    def _key_check(self) -> str:
+        return self._fingerprints.document(b"forgotten subjects key check")[:DIGEST_HEX]
+
+
+def subject_positions(data: UnlearningData) -> torch.Tensor:
+    """``[N, T]`` bool: the input positions of every forget row that hold its request's subject tokens."""
+    forget = data.forget
+    prompt = prompt_mask(forget)
+    row_groups = data.forget_groups.tolist()
+    prompts: dict[int, list[list[int]]] = {}
+    for row in torch.nonzero(data.forget_is_probe).flatten().tolist():
+        prompts.setdefault(row_groups[row], []).append(forget.input_ids[row][prompt[row]].tolist())
+    retained = set(data.retain.input_ids[data.retain.attention_mask.bool()].tolist())
+    order = sorted(prompts)
+    subjects = dict(zip(order, subject_token_sets([prompts[g] for g in order], retained), strict=True))
+    mask = torch.zeros_like(forget.input_ids, dtype=torch.bool)
+    for row, group in enumerate(row_groups):
+        tokens = sorted(subjects.get(group, ()))
+        if tokens:
+            mask[row] = torch.isin(forget.input_ids[row], torch.tensor(tokens, device=mask.device))
+    return mask & forget.attention_mask.bool()
+
+
+def subject_spans(input_ids: torch.Tensor, subject: torch.Tensor) -> set[tuple[int, ...]]:
+    """Every maximal run of subject positions (``subject`` ``[N, T]`` bool) in ``input_ids``, as token ids."""
+    spans = set()
+    for ids, flags in zip(input_ids.tolist(), subject.tolist(), strict=True):
+        run: list[int] = []
+        for token, flag in zip([*ids, 0], [*flags, False], strict=True):  # a sentinel closes the last run
+            if flag:
+                run.append(token)
+            elif run:
+                spans.add(tuple(run))
+                run = []
+    return spans
+
+
+def prompt_mask(batch: EncodedBatch) -> torch.Tensor:
+    """``[N, T]`` bool: the real positions that carry no label (a probe's prompt)."""
+    return (batch.labels == IGNORE_INDEX) & batch.attention_mask.bool()
