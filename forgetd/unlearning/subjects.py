@@ -49,8 +49,15 @@ class ForgottenSubjects:
         self._fingerprints = fingerprints
         self.digests = frozenset(digests)
 
-    def __contains__(self, span: Sequence[int]) -> bool:
-        return self._digest(span) in self.digests
+    def names_anyone_in(self, span: Sequence[int]) -> bool:
+        """Whether a forgotten subject's span is ``span`` or any run of tokens inside it.
+
+        The subject slot a question is asked with is as long as the name of the request at hand, so another
+        person's name comes out of it with a word after it ("Yusuf Whitlock was"); a part of a name
+        ("Yusuf") is no one's: only whole spans are digested, because a single token's digest could be
+        found by trying every token of the vocabulary, and the names with it."""
+        return any(self._digest(span[start:end]) in self.digests
+                   for start in range(len(span)) for end in range(start + 1, len(span) + 1))
 
     def __len__(self) -> int:
         return len(self.digests)

@@ -90,7 +90,7 @@ class Fit(GradDiff):
             known = known_subjects(model, templates, self.strangers.ids, self.config.fit_known_subjects)
         others = retained_subjects(templates, retained) | known
         forgotten = data.forgotten
-        kept = set() if forgotten is None else {span for span in others if span not in forgotten}
+        kept = set() if forgotten is None else {span for span in others if not forgotten.names_anyone_in(span)}
         parts = []
         if on_base := transplanted_questions(templates, kept):
             with model.disable_adapter():
