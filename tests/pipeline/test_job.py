@@ -83,8 +83,8 @@ def test_each_version_records_whom_its_lineage_forgot_as_keyed_digests(ctx: Pipe
     def asked_about(index: int) -> list[int]:
         return tokenizer(" " + people[index].name, add_special_tokens=False)["input_ids"]
 
-    assert asked_about(0) in first and asked_about(1) not in first
-    assert asked_about(0) in second and asked_about(1) in second
+    assert first.names_anyone_in(asked_about(0)) and not first.names_anyone_in(asked_about(1))
+    assert second.names_anyone_in(asked_about(0)) and second.names_anyone_in(asked_about(1))
     record = json.dumps(ctx.store.manifest("default", 2).extra[FORGOTTEN_SUBJECTS])
     assert not any(word in record for person in people for word in person.name.split())  # digests, never a name
 
@@ -98,7 +98,7 @@ def test_a_parent_without_the_record_leaves_whom_the_lineage_forgot_unknown(ctx:
     assert nobody is not None and len(nobody) == 0
     assert forgotten_by(ctx, parent({})) is None  # published by a forgetd that kept no record
     known = forgotten_by(ctx, parent({FORGOTTEN_SUBJECTS: nobody.adding([(1, 2)]).to_record()}))
-    assert known is not None and (1, 2) in known
+    assert known is not None and known.names_anyone_in((1, 2))
 
 
 def test_a_job_redelivered_after_publish_completes_without_a_second_version(
