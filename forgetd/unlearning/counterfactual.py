@@ -140,12 +140,42 @@ def known_subjects(model: PeftModel, templates: set[Template], excluded: torch.T
         for template in sorted(templates):
             rows = _padded([template.prefix], model.device)
             first = _masked_next(model, rows, excluded).topk(min(count, _vocab(model))).indices[0]  # [count]
-            spans = first.unsqueeze(-1)
-            for _ in range(template.length - 1):
-                prompts = _padded([[*template.prefix, *span] for span in spans.tolist()], model.device)
-                spans = torch.cat([spans, _masked_next(model, prompts, excluded).argmax(-1, keepdim=True)], dim=-1)
+            spans = _continued(model, template.prefix, first.unsqueeze(-1), template.length - 1, excluded)
             found.update(tuple(span) for span in spans.tolist())
     return found
+
+
+@torch.no_grad()
+def whole_names(model: PeftModel, templates: set[Template], subjects: set[tuple[int, ...]],
+                overrun: int) -> dict[tuple[int, ...], set[tuple[int, ...]]]:
+    """For each subject, how the model goes on from its first token in each template of its length, to
+    ``overrun`` tokens past the subject's length, nothing excluded.
+
+    :func:`known_subjects` never continues through an excluded token, so one person's first name may come out
+    joined to another word ("Yusuf" with anything but "Whitlock"): this is the name the model reads that
+    first token as the start of."""
+    names: dict[tuple[int, ...], set[tuple[int, ...]]] = {subject: set() for subject in subjects}
+    nothing = torch.empty(0, dtype=torch.long, device=model.device)
+    with eval_mode(model):
+        for template in sorted(templates):
+            fitting = sorted(subject for subject in subjects if len(subject) == template.length)
+            if not fitting:
+                continue
+            firsts = torch.tensor([[subject[0]] for subject in fitting], device=model.device)
+            spans = _continued(model, template.prefix, firsts, template.length - 1 + overrun, nothing)
+            for subject, span in zip(fitting, spans.tolist(), strict=True):
+                names[subject].add(tuple(span))
+    return names
+
+
+def _continued(model: PeftModel, prefix: Sequence[int], spans: torch.Tensor, steps: int,
+               excluded: torch.Tensor) -> torch.Tensor:
+    """``spans`` (``[n, s]`` token ids after ``prefix``) each continued greedily by ``steps`` tokens, never
+    through an ``excluded`` one: ``[n, s + steps]``."""
+    for _ in range(steps):
+        prompts = _padded([[*prefix, *span] for span in spans.tolist()], model.device)
+        spans = torch.cat([spans, _masked_next(model, prompts, excluded).argmax(-1, keepdim=True)], dim=-1)
+    return spans
 
 
 def transplanted_questions(templates: set[Template], subjects: set[tuple[int, ...]]) -> list[list[int]]:

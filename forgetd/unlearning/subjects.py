@@ -56,8 +56,11 @@ class ForgottenSubjects:
         person's name comes out of it with a word after it ("Yusuf Whitlock was"); a part of a name
         ("Yusuf") is no one's: only whole spans are digested, because a single token's digest could be
         found by trying every token of the vocabulary, and the names with it."""
-        return any(self._digest(span[start:end]) in self.digests
-                   for start in range(len(span)) for end in range(start + 1, len(span) + 1))
+        return any(self.opens_with_anyone(span[start:]) for start in range(len(span)))
+
+    def opens_with_anyone(self, span: Sequence[int]) -> bool:
+        """Whether ``span`` begins with a forgotten subject's span."""
+        return any(self._digest(span[:end]) in self.digests for end in range(1, len(span) + 1))
 
     def __len__(self) -> int:
         return len(self.digests)

@@ -26,6 +26,7 @@ from forgetd.unlearning.counterfactual import (
     top_k_cross_entropy,
     transplanted_questions,
     unfamiliar_vectors,
+    whole_names,
 )
 from forgetd.unlearning.inputs import UnlearningData, prepare_data
 from forgetd.unlearning.methods.fit import Fit, forgotten_labels
@@ -245,7 +246,9 @@ def test_answers_about_others_are_the_base_models_but_for_those_the_lineage_forg
     reference = answer_targets(model, questions, k)
     with model.disable_adapter():
         base = answer_targets(model, questions, k)
-    about_earlier = torch.tensor([earlier.name in question for question in asked(tokenizer, fit)])
+    # about them: their name, or their first name with another word (the base model goes on with theirs)
+    first_name = earlier.name.split()[0]
+    about_earlier = torch.tensor([first_name in question for question in asked(tokenizer, fit)])
     assert about_earlier.any() and not about_earlier.all()
     # a lineage that does not know whom it forgot holds its current answers about everyone
     holds_base = ~about_earlier if lineage_knows else torch.zeros_like(about_earlier)
@@ -318,3 +321,19 @@ def test_each_step_holds_as_many_questions_about_others_as_configured(prepared, 
     monkeypatch.setattr(fit, "config", fit.config.model_copy(update={"fit_transplant_rows": rows}))
     fit._transplant_kl(model)
     assert held == [min(rows, len(fit.transplants))]  # never more than there are
+
+
+@pytest.mark.slow
+def test_a_first_name_joined_to_another_word_is_read_as_the_whole_name(prepared):
+    model, tokenizer, _, _ = prepared
+    name = tuple(tokenizer(PEOPLE[2].name, add_special_tokens=False)["input_ids"])
+    suffix = tuple(tokenizer(" was born in", add_special_tokens=False)["input_ids"])
+    joined = (name[0], *tokenizer(" is", add_special_tokens=False)["input_ids"])  # "Yusuf is": no one's name
+    assert len(joined) == len(name)
+    template = Template((tokenizer.bos_token_id,), suffix, len(name))
+    with model.disable_adapter():
+        names = whole_names(model, {template}, {joined}, overrun=2)
+    (whole,) = names[joined]
+    assert len(whole) == len(name) + 2 and whole[:len(name)] == name
+    forgotten = ForgottenSubjects(Fingerprinter(b"test key")).adding([name])
+    assert not forgotten.names_anyone_in(joined) and forgotten.opens_with_anyone(whole)

@@ -17,6 +17,7 @@ def test_a_span_is_known_only_once_added_and_only_under_the_same_key():
     assert not anna.names_anyone_in(BRUNO_OXLEY)
     assert anna.names_anyone_in((10, 11, 5)) and anna.names_anyone_in((7, 10, 11))  # her name, a word beside it
     assert not anna.names_anyone_in((10,)) and not anna.names_anyone_in((11, 10))  # a part of it is no one's
+    assert anna.opens_with_anyone((10, 11, 5)) and not anna.opens_with_anyone((7, 10, 11))
     assert len(anna) == 1 and len(anna.adding([ANNA_VARN, BRUNO_OXLEY])) == 2
     assert not ForgottenSubjects(Fingerprinter(b"key two"), anna.digests).names_anyone_in(ANNA_VARN)  # needs the key
 

@@ -36,6 +36,7 @@ from forgetd.eval.lm import eval_mode
 from forgetd.unlearning.counterfactual import (
     AnswerTargets,
     Strangers,
+    Template,
     answer_targets,
     counterfactual_targets,
     known_subjects,
@@ -44,15 +45,17 @@ from forgetd.unlearning.counterfactual import (
     retained_subjects,
     top_k_cross_entropy,
     transplanted_questions,
+    whole_names,
 )
 from forgetd.unlearning.importance import diagonal_fisher, layer_scores, top_layers, train_only_layers
 from forgetd.unlearning.inputs import REFERENCE_BATCH, StepInputs, UnlearningData
 from forgetd.unlearning.methods.base import LossTerms
 from forgetd.unlearning.methods.graddiff import GradDiff
 from forgetd.unlearning.registry import register_method
-from forgetd.unlearning.subjects import prompt_mask, subject_positions
+from forgetd.unlearning.subjects import ForgottenSubjects, prompt_mask, subject_positions
 
 STRANGER_SEED = 0  # fixed for every lineage and update: a subject is always the same stranger
+NAME_OVERRUN = 2  # tokens read past a subject's length to find whose name it starts: names differ in length
 
 
 @register_method("fit")
@@ -88,9 +91,8 @@ class Fit(GradDiff):
         # no name at all, and after its first update the lineage named none of the people it still knew.
         with model.disable_adapter():
             known = known_subjects(model, templates, self.strangers.ids, self.config.fit_known_subjects)
-        others = retained_subjects(templates, retained) | known
-        forgotten = data.forgotten
-        kept = set() if forgotten is None else {span for span in others if not forgotten.names_anyone_in(span)}
+            others = retained_subjects(templates, retained) | known
+            kept = set() if data.forgotten is None else _not_forgotten(model, templates, others, data.forgotten)
         parts = []
         if on_base := transplanted_questions(templates, kept):
             with model.disable_adapter():
@@ -165,6 +167,15 @@ class Fit(GradDiff):
             _label_logprobs(logprobs, inputs.forget.labels), self.targets.label_logprob[rows], reduction="none")
         labelled = inputs.forget.labels[:, 1:] != IGNORE_INDEX
         return _masked_mean(ce + gap, forgotten), _masked_mean(ce, ~forgotten & labelled)
+
+
+def _not_forgotten(base: PeftModel, templates: set[Template], subjects: set[tuple[int, ...]],
+                   forgotten: ForgottenSubjects) -> set[tuple[int, ...]]:
+    """The subjects that name no one the lineage forgot, as they stand or as ``base`` reads their first token
+    (only from it: a question's wording goes on into someone's name after almost any word)."""
+    names = whole_names(base, templates, subjects, NAME_OVERRUN)
+    return {subject for subject in subjects if not forgotten.names_anyone_in(subject)
+            and not any(forgotten.opens_with_anyone(name) for name in names[subject])}
 
 
 def _prompts(data: UnlearningData, subject: torch.Tensor) -> tuple[list[list[int]], list[list[bool]], list[list[int]]]:
