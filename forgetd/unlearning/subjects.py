@@ -18,6 +18,10 @@ deployment's key, cut to ``DIGEST_HEX`` hex digits. Without the key a digest is 
 one can test whether a given name was forgotten, no more than the exact-duplicate fingerprints already
 allow (:mod:`forgetd.filters.duplicates`). This is a suppression list, the record that keeps an erased
 person erased; it outlives the request's verification window on purpose, as the fingerprints do.
+
+Only whole spans are digested, so a later update must find a whole span in what it holds: inside a subject
+(:meth:`ForgottenSubjects.names_anyone_in`) or opening the name the base model reads a subject's first token
+as (:meth:`ForgottenSubjects.opens_with_anyone`, :func:`forgetd.unlearning.counterfactual.whole_names`).
 """
 
 from __future__ import annotations
