@@ -96,7 +96,8 @@ def replay_forgetd(original: Path, batches: list[UnlearningBatch], sizes: list[i
         if outcome.adapter_dir is not None:
             parent = work_dir / f"v{index}"
             shutil.move(str(outcome.adapter_dir), parent)  # the next version of the lineage
-            forgotten = outcome.forgotten or forgotten
+            if outcome.forgotten is not None:  # always, as the batch's was known
+                forgotten = outcome.forgotten
         shutil.rmtree(attempt_dir, ignore_errors=True)
         total = total + meter.cost
         records.append(BatchRecord(index, done, size, outcome.adapter_dir is not None, outcome.steps,

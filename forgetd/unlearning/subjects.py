@@ -78,15 +78,14 @@ class ForgottenSubjects:
 
     def to_record(self) -> dict[str, Any]:
         """What a manifest carries: the digests in a fixed order, and a check of the key they were made with."""
-        return {"key_check": self._key_check(), "digests": sorted(self.digests)}
+        return {"key_check": _key_check(self._fingerprints), "digests": sorted(self.digests)}
 
     @classmethod
     def from_record(cls, fingerprints: Fingerprints, record: Any) -> ForgottenSubjects | None:
         """The set :meth:`to_record` wrote; None when it was written under another key (the HMAC key was
         rotated since) or is malformed: its digests can no longer be matched, so whom the lineage forgot is
         unknown, and must not be mistaken for nobody."""
-        subjects = cls(fingerprints)
-        if not isinstance(record, dict) or record.get("key_check") != subjects._key_check():
+        if not isinstance(record, dict) or record.get("key_check") != _key_check(fingerprints):
             return None
         digests = record.get("digests")
         if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
@@ -96,8 +95,10 @@ class ForgottenSubjects:
     def _digest(self, span: Sequence[int]) -> str:
         return self._fingerprints.document(b"forgotten subject\x00" + ",".join(map(str, span)).encode())[:DIGEST_HEX]
 
-    def _key_check(self) -> str:
-        return self._fingerprints.document(b"forgotten subjects key check")[:DIGEST_HEX]
+
+def _key_check(fingerprints: Fingerprints) -> str:
+    """A digest of a fixed string: tells whether a record was written under the same key."""
+    return fingerprints.document(b"forgotten subjects key check")[:DIGEST_HEX]
 
 
 def subject_positions(data: UnlearningData) -> torch.Tensor:

@@ -93,9 +93,8 @@ class Fit(GradDiff):
             known = known_subjects(model, templates, self.strangers.ids, self.config.fit_known_subjects)
             others = retained_subjects(templates, retained) | known
             kept = set() if data.forgotten is None else _not_forgotten(model, templates, others, data.forgotten)
-        parts = []
-        if on_base := transplanted_questions(templates, kept):
-            with model.disable_adapter():
+            parts = []
+            if on_base := transplanted_questions(templates, kept):
                 parts.append(answer_targets(model, on_base, self.config.fit_top_k))
         if on_reference := transplanted_questions(templates, others - kept):
             parts.append(answer_targets(model, on_reference, self.config.fit_top_k))
@@ -173,6 +172,8 @@ def _not_forgotten(base: PeftModel, templates: set[Template], subjects: set[tupl
                    forgotten: ForgottenSubjects) -> set[tuple[int, ...]]:
     """The subjects that name no one the lineage forgot, as they stand or as ``base`` reads their first token
     (only from it: a question's wording goes on into someone's name after almost any word)."""
+    if len(forgotten) == 0:  # a lineage that forgot no one yet: nothing to read
+        return subjects
     names = whole_names(base, templates, subjects, NAME_OVERRUN)
     return {subject for subject in subjects if not forgotten.names_anyone_in(subject)
             and not any(forgotten.opens_with_anyone(name) for name in names[subject])}
