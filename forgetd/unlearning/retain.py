@@ -1,10 +1,14 @@
 """Retain probes for a request that brings no neighbours: the model's own continuations of generic prompts.
 
 Training the update to keep these continuations (NLL) and distributions (KL) is self-distillation: the
-model keeps its general behaviour, whatever that is, without any curated retain data.
+model keeps its general behaviour, whatever that is, without any curated retain data. A generic prompt can
+be the very fact a request forgets ("The capital of France is" -> " Paris"): such a probe is left out, or it
+would hold the answer the update must remove and hide the request's subject from fit's subject reading.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
@@ -33,12 +37,21 @@ class NoRetainProbesError(RuntimeError):
     """The model continued none of the generic prompts, so there is nothing to retain."""
 
 
-def self_distillation_probes(model: CausalLM, tokenizer: PreTrainedTokenizerBase) -> list[Probe]:
-    """One probe per generic prompt: the prompt and the model's greedy continuation of it (if any)."""
+def self_distillation_probes(model: CausalLM, tokenizer: PreTrainedTokenizerBase,
+                             forgetting: Sequence[Probe] = ()) -> list[Probe]:
+    """One probe per generic prompt: the prompt and the model's greedy continuation of it (if any), but
+    those that ask a question of ``forgetting`` or whose continuation gives one of its answers."""
     continuations = greedy_completion(model, tokenizer, list(GENERIC_PROMPTS), CONTINUATION_TOKENS)
     # A continuation keeps its leading whitespace, so prompt + completion is exactly what the model wrote.
     probes = [Probe(prompt=prompt, completion=text)
               for prompt, text in zip(GENERIC_PROMPTS, continuations, strict=True) if text.strip()]
     if not probes:
         raise NoRetainProbesError(f"the model continued none of the {len(GENERIC_PROMPTS)} generic prompts")
-    return probes
+    return [probe for probe in probes if not _gives_away(probe, forgetting)]
+
+
+def _gives_away(generic: Probe, forgetting: Sequence[Probe]) -> bool:
+    # The answer is matched as recall matches it (forgetd.eval.probes.probe_hits): stripped, case-insensitive.
+    said = generic.completion.lower()
+    return any(generic.prompt.strip() == probe.prompt.strip() or probe.completion.strip().lower() in said
+               for probe in forgetting)

@@ -236,8 +236,8 @@ def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: Unlear
              config: UnlearningConfig) -> _Context:
     # The generic self-distillation probes join even when the batch brings neighbours: neighbours protect
     # nearby facts, not general behaviour, which ascent on the forget texts otherwise degrades.
-    retain = [*batch.retain_probes, *self_distillation_probes(model, tokenizer)]
     forget = batch.training_probes()
+    retain = [*batch.retain_probes, *self_distillation_probes(model, tokenizer, forget)]
     data = prepare_data(model, tokenizer, batch.training_texts(), forget, retain, config.max_seq_len,
                         batch.row_groups(), batch.replayed_rows(), batch.forgotten)
     before = score_probes(model, tokenizer, forget, retain)
