@@ -33,7 +33,7 @@ from forgetd.unlearning.replay import recent_payloads, replay_sample
 logger = logging.getLogger(__name__)
 
 S = RequestState
-FORGOTTEN_SUBJECTS = "forgetd_forgotten_subjects"  # manifest extra: the version's ForgottenSubjects digests
+FORGOTTEN_SUBJECTS = "forgetd_forgotten_subjects"  # manifest extra: the version's ForgottenSubjects filter
 
 JobStatus = Literal["busy", "empty", "published", "needs_review", "failed", "lease_lost"]
 
