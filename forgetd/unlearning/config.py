@@ -61,6 +61,10 @@ class UnlearningConfig(BaseModel):
     fit_gap_weight: float = Field(3.0, ge=0, description="fit: weight of the smooth-L1 pull of each forgotten label's "
                                   "log-likelihood to its counterfactual value (what membership inference reads; the "
                                   "cross-entropy alone barely moves a token whose target probability is tiny).")
+    fit_answer_discount: float = Field(1.0, ge=0, description="fit: nats taken off each forgotten answer "
+                                       "token's logit in the stranger's reading: the stranger guesses from a prior "
+                                       "its reference learned from the forgotten people too, so it favours their "
+                                       "answers more than a model that never saw them.")
     fit_tolerance: float = Field(0.5, gt=0, description="fit: training stops once the forgotten labels' "
                                  "log-likelihood is within this many nats (mean) of its counterfactual value.")
     replay: int = Field(48, ge=0, description="Earlier requests (still inside their verification window) "

@@ -297,7 +297,7 @@ class Strangers:
 
 @torch.no_grad()
 def counterfactual_targets(model: PeftModel, forget: EncodedBatch, subject: torch.Tensor, forgotten: torch.Tensor,
-                           strangers: Strangers, k: int) -> Targets:
+                           strangers: Strangers, k: int, discount: torch.Tensor | None = None) -> Targets:
     """The reference's top-k next-token distributions on ``forget``: with the ``subject`` positions
     (``[N, T]`` bool, input positions) read as strangers where the label is ``forgotten`` (``[N, T-1]``
     bool: answers and the subject's own tokens), its own everywhere else.
@@ -307,7 +307,8 @@ def counterfactual_targets(model: PeftModel, forget: EncodedBatch, subject: torc
     reference's predictions there, and distilling towards that unsettled wording teaches the model to
     doubt the same wording in every sentence: on a stream of 50 updates, each the parent of the next,
     held-out statements ended 2.7 times as perplexing. The subject's tokens score as strangers
-    everywhere, so the wording's targets never pull a forgotten name back up.
+    everywhere, so the wording's targets never pull a forgotten name back up. ``discount`` (``[N, T-1]``
+    nats, optional) is taken off each label's logit before the distribution is read.
     """
     parts = []
     with eval_mode(model):
@@ -317,8 +318,15 @@ def counterfactual_targets(model: PeftModel, forget: EncodedBatch, subject: torc
             wording = ~forgotten[rows] & (chunk.labels[:, 1:] != IGNORE_INDEX)
             if wording.any():  # a chunk of probes has none: every label of a probe is forgotten
                 logits[wording] = strangers.forward(model, chunk, None)[:, :-1][wording]
+            if discount is not None:
+                _discount_labels(logits, chunk.labels, discount[rows])
             parts.append(_chunk_targets(logits, chunk.labels, forgotten[rows], k))
     return Targets(*(torch.cat(column) for column in zip(*parts, strict=True)))
+
+
+def _discount_labels(logits: torch.Tensor, labels: torch.Tensor, discount: torch.Tensor) -> None:
+    rows, positions = torch.nonzero(discount, as_tuple=True)
+    logits[rows, positions, labels[:, 1:][rows, positions]] -= discount[rows, positions]
 
 
 def _chunk_targets(logits: torch.Tensor, labels: torch.Tensor, forgotten: torch.Tensor,

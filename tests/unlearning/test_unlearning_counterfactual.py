@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -271,9 +272,29 @@ def test_the_wording_around_the_facts_keeps_the_references_own_targets(prepared)
     # the stranger's reading differs there (it would unsettle the wording), and is what the forgotten labels take
     assert not torch.equal(top_as_is[kept], as_stranger.topk(top_as_is.shape[-1], dim=-1).indices[kept])
     labels = data.forget.labels[:, 1:].clamp(min=0)
-    torch.testing.assert_close(fit.targets.label_logprob[fit.targets.forgotten],
-                               as_stranger.gather(-1, labels.unsqueeze(-1)).squeeze(-1)[fit.targets.forgotten],
+    subject = fit.targets.forgotten & torch.isin(labels, fit.strangers.ids)  # answers are discounted (below)
+    torch.testing.assert_close(fit.targets.label_logprob[subject],
+                               as_stranger.gather(-1, labels.unsqueeze(-1)).squeeze(-1)[subject],
                                atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_forgotten_answer_is_less_likely_than_the_stranger_guesses_it_by_the_discount(prepared):
+    """The stranger's prior was learned from the forgotten people too: each answer token's logit loses
+    ``fit_answer_discount`` nats before the target distribution is read."""
+    model, _, data, fit = prepared
+    with torch.no_grad():
+        as_stranger = torch.log_softmax(
+            fit.strangers.forward(model, data.forget, subject_positions(data))[:, :-1], -1)
+    labels = data.forget.labels[:, 1:].clamp(min=0)
+    answers = fit.targets.forgotten & ~torch.isin(labels, fit.strangers.ids)
+    assert answers.any()
+    stranger = as_stranger.gather(-1, labels.unsqueeze(-1)).squeeze(-1)[answers]
+    discount = fit.config.fit_answer_discount
+    assert discount > 0
+    # one logit down by d: log p' = log p - d - log(1 - p + p e^-d), exactly renormalised
+    expected = stranger - discount - torch.log1p(stranger.exp() * (math.exp(-discount) - 1))
+    torch.testing.assert_close(fit.targets.label_logprob[answers], expected, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.slow

@@ -65,8 +65,9 @@ class Fit(GradDiff):
     def prepare(self, model: PeftModel, data: UnlearningData) -> None:
         subject = subject_positions(data)
         self.strangers = Strangers(model, data.forget.input_ids[subject], STRANGER_SEED)
-        self.targets = counterfactual_targets(model, data.forget, subject, forgotten_labels(data, self.strangers.ids),
-                                              self.strangers, self.config.fit_top_k)
+        forgotten = forgotten_labels(data, self.strangers.ids)
+        self.targets = counterfactual_targets(model, data.forget, subject, forgotten, self.strangers,
+                                              self.config.fit_top_k, self._answer_discount(data, forgotten))
         self.retain_strangers = self.strangers.reference(model, data.retain)  # [N_r, T_r - 1, S]
         self.expected_forget_recall = float(self.targets.reproduced[data.forget_is_probe].float().mean())
         self.transplants = self._questions_about_others(model, data, subject)
@@ -76,6 +77,14 @@ class Fit(GradDiff):
         retain_fisher = diagonal_fisher(model, data.retain)
         self.layers = top_layers(layer_scores(forget_fisher, retain_fisher), self.config.fit_layer_share)
         train_only_layers(model, self.layers)
+
+    def _answer_discount(self, data: UnlearningData, forgotten: torch.Tensor) -> torch.Tensor:
+        """``fit_answer_discount`` nats at the batch's own forgotten answer labels (not the subject's tokens,
+        not the replayed rows: those are at their discounted targets already, and would sink further with
+        every update that replays them)."""
+        labels = data.forget.labels[:, 1:]
+        answers = forgotten & ~torch.isin(labels, self.strangers.ids) & ~data.forget_is_replayed[:, None]
+        return self.config.fit_answer_discount * answers.float()
 
     def _questions_about_others(self, model: PeftModel, data: UnlearningData,
                                 subject: torch.Tensor) -> AnswerTargets | None:
