@@ -37,6 +37,11 @@ class Probe(_Redacted):
     prompt: Text
     completion: Text
 
+    @property
+    def question(self) -> str:
+        """The prompt as two probes that ask the same thing share it (surrounding whitespace aside)."""
+        return self.prompt.strip()
+
 
 class DeletionPayload(_Redacted):
     """What a request asks to forget, and what must be kept while forgetting it."""

@@ -47,11 +47,8 @@ def self_distillation_probes(model: CausalLM, tokenizer: PreTrainedTokenizerBase
               for prompt, text in zip(GENERIC_PROMPTS, continuations, strict=True) if text.strip()]
     if not probes:
         raise NoRetainProbesError(f"the model continued none of the {len(GENERIC_PROMPTS)} generic prompts")
-    return [probe for probe in probes if not _gives_away(probe, forgetting)]
-
-
-def _gives_away(generic: Probe, forgetting: Sequence[Probe]) -> bool:
-    # The answer is matched as recall matches it (forgetd.eval.probes.probe_hits): stripped, case-insensitive.
-    said = generic.completion.lower()
-    return any(generic.prompt.strip() == probe.prompt.strip() or probe.completion.strip().lower() in said
-               for probe in forgetting)
+    asked = {probe.question for probe in forgetting}
+    # An answer is matched as recall matches it (forgetd.eval.probes.probe_hits): stripped, case-insensitive.
+    answers = {probe.completion.strip().lower() for probe in forgetting}
+    return [probe for probe in probes if probe.question not in asked
+            and not any(answer in probe.completion.lower() for answer in answers)]

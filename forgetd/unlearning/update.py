@@ -82,10 +82,10 @@ class UnlearningBatch:
         """
         payloads, replay_probes = tuple(payloads), list(replay_probes)
         forget_probes = [probe for p in payloads for probe in p.forget_probes()]
-        asked = {probe.prompt.strip() for probe in [*forget_probes, *replay_probes]}
+        asked = {probe.question for probe in [*forget_probes, *replay_probes]}
 
         def kept(probes: Iterable[Probe]) -> list[Probe]:
-            return [probe for probe in probes if probe.prompt.strip() not in asked]
+            return [probe for probe in probes if probe.question not in asked]
 
         neighbours = kept(replay_neighbours)
         return cls(
