@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from forgetd.eval.probes import ProbeScores
 
+# Recall is a ratio of small counts: 0.4 - 0.3 is 0.10000000000000003 in floats, which must not fail a
+# 0.1 threshold.
+_TOLERANCE = 1e-9
+
 
 class VerificationPolicy(BaseModel):
     """Thresholds a candidate adapter must meet to be published."""
@@ -43,10 +47,9 @@ class VerificationPolicy(BaseModel):
         limit = self.max_forget_recall * before if self.relative_forget_recall else self.max_forget_recall
         return limit if expected is None else max(limit, expected + self.counterfactual_margin)
 
-
-# Recall is a ratio of small counts: 0.4 - 0.3 is 0.10000000000000003 in floats, which must not fail a
-# 0.1 threshold.
-_TOLERANCE = 1e-9
+    def retain_recall_floor(self, before: float) -> float:
+        """The lowest retain recall allowed given the recall before the update."""
+        return before - self.max_retain_drop - _TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,8 @@ def _quant_reasons(quant_recovery: float | None, policy: VerificationPolicy) -> 
 
 
 def _retain_reasons(before: ProbeScores, after: ProbeScores, policy: VerificationPolicy) -> list[str]:
-    drop = before.retain_recall - after.retain_recall
-    if drop <= policy.max_retain_drop + _TOLERANCE:
+    if after.retain_recall >= policy.retain_recall_floor(before.retain_recall):
         return []
+    drop = before.retain_recall - after.retain_recall
     return [f"retain recall fell by {drop:.3f} ({before.retain_recall:.3f} -> {after.retain_recall:.3f}), "
             f"allowed {policy.max_retain_drop:.3f}"]

@@ -199,7 +199,7 @@ def unlearn_batch(base_path: Path, parent_adapter: Path | None, batch: Unlearnin
             model = attach_adapter(detach_adapter(model), parent_adapter, attempt_config)
         objective = method(attempt_config)
         result = train_adapter(model, context.tokenizer, objective, context.data, context.forget_probes,
-                               context.before.forget_recall, attempt_config)
+                               context.retain_probes, context.before, attempt_config)
         total_seconds += result.seconds
         report = verify_update(context.before, _scores(model, context), config.verification,
                                _quantized_forget_recall(model, context, config), objective.expected_forget_recall)

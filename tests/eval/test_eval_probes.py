@@ -24,6 +24,15 @@ def test_greedy_completion_respects_max_new_tokens(bigram):
     assert greedy_completion(bigram.model, bigram.tokenizer, ["d"], max_new_tokens=2) == ["a b"]
 
 
+def test_greedy_completion_with_a_margin_ends_before_the_first_undecided_token(bigram):
+    # a -> b (0.7 against 0.1) -> c (0.6 against 0.2) -> <eos> (0.5 against 0.3); d -> a (0.4 against 0.3).
+    prompts = ["a", "d", "b a"]
+    assert greedy_completion(bigram.model, bigram.tokenizer, prompts, 5, min_margin=math.log(2)) == ["b c", "", "b c"]
+    assert greedy_completion(bigram.model, bigram.tokenizer, prompts, 5, min_margin=math.log(4)) == ["b", "", "b"]
+    assert greedy_completion(bigram.model, bigram.tokenizer, prompts, 5, min_margin=0.0) == \
+        greedy_completion(bigram.model, bigram.tokenizer, prompts, 5)
+
+
 def test_greedy_completion_rejects_a_zero_budget(bigram):
     with pytest.raises(ValueError, match="max_new_tokens must be >= 1, got 0"):
         greedy_completion(bigram.model, bigram.tokenizer, ["a"], max_new_tokens=0)

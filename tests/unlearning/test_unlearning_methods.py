@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from forgetd.eval.likelihood import forward_logits, label_nll
+from forgetd.eval.probes import ProbeScores
 from forgetd.models import load_model
 from forgetd.models.tiny import default_tiny_people, fact_probes
 from forgetd.unlearning import UnlearningConfig, trainer
@@ -105,13 +106,21 @@ def test_recall_is_decoded_only_once_the_method_says_it_has_converged(tiny_model
     config = CONFIG.model_copy(update={"max_steps": 6, "check_every": 2})
     model = attach_adapter(loaded.model, None, config)
     people = default_tiny_people()
-    probes = fact_probes(people[:1])
-    data = prepare_data(model, loaded.tokenizer, [], probes, fact_probes(people[1:2]), max_seq_len=64)
+    probes, kept = fact_probes(people[:1]), fact_probes(people[1:2])
+    data = prepare_data(model, loaded.tokenizer, [], probes, kept, max_seq_len=64)
+    before = ProbeScores(forget_recall=1.0, forget_nll=0.0, retain_recall=1.0, retain_nll=0.0)
+    retain_recalls = iter([0.5, 0.9])  # the first check finds the neighbours in a dip, the second back
     decoded = []
-    monkeypatch.setattr(trainer, "probe_recall", lambda *args: decoded.append(args) or 0.0)
+
+    def recall(_model, _tokenizer, scored):
+        decoded.append(scored)
+        return next(retain_recalls) if scored is kept else 0.0
+
+    monkeypatch.setattr(trainer, "probe_recall", recall)
     method = _NeverConverges(config)
-    result = train_adapter(model, loaded.tokenizer, method, data, probes, 1.0, config)
+    result = train_adapter(model, loaded.tokenizer, method, data, probes, kept, before, config)
     assert (result.steps, result.stopped_early, method.asked, decoded) == (6, False, 3, [])
-    # a method that has converged stops at the first check whose recall is low enough
-    result = train_adapter(model, loaded.tokenizer, GradDiff(config), data, probes, 1.0, config)
-    assert (result.steps, result.stopped_early, len(decoded)) == (2, True, 1)
+    # a method that has converged stops at the first check whose forget recall is low enough and whose
+    # retain recall is within the policy's allowed drop (0.1)
+    result = train_adapter(model, loaded.tokenizer, GradDiff(config), data, probes, kept, before, config)
+    assert (result.steps, result.stopped_early, decoded) == (4, True, [probes, kept, probes, kept])
