@@ -46,10 +46,11 @@ class NoRetainProbesError(RuntimeError):
 
 
 def self_distillation_probes(model: CausalLM, tokenizer: PreTrainedTokenizerBase,
-                             forgetting: Sequence[Probe] = ()) -> list[Probe]:
-    """One probe per generic prompt: the prompt and the model's decided greedy continuation of it (if any),
-    but those that ask a question of ``forgetting`` or whose continuation gives one of its answers."""
-    continuations = greedy_completion(model, tokenizer, list(GENERIC_PROMPTS), CONTINUATION_TOKENS, DECIDED_MARGIN)
+                             forgetting: Sequence[Probe] = (), min_margin: float = DECIDED_MARGIN) -> list[Probe]:
+    """One probe per generic prompt: the prompt and the model's greedy continuation of it up to its first
+    token that beat the runner-up by less than ``min_margin`` nats (if any), but those that ask a question
+    of ``forgetting`` or whose continuation gives one of its answers."""
+    continuations = greedy_completion(model, tokenizer, list(GENERIC_PROMPTS), CONTINUATION_TOKENS, min_margin)
     # A continuation keeps its leading whitespace, so prompt + completion is exactly what the model wrote.
     probes = [Probe(prompt=prompt, completion=text)
               for prompt, text in zip(GENERIC_PROMPTS, continuations, strict=True) if text.strip()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +15,7 @@ from forgetd.eval.probes import ProbeScores, probe_recall
 from forgetd.payload import Probe
 from forgetd.unlearning.config import UnlearningConfig
 from forgetd.unlearning.inputs import UnlearningData
-from forgetd.unlearning.methods.base import UnlearningMethod
+from forgetd.unlearning.methods.base import LossTerms, UnlearningMethod
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,21 @@ def train_adapter(model: PeftModel, tokenizer: PreTrainedTokenizerBase, method: 
     policy = config.verification
     target_recall = policy.forget_recall_limit(before.forget_recall, method.expected_forget_recall)
     retain_floor = policy.retain_recall_floor(before.retain_recall)
+    for step, terms in optimiser_steps(model, method, data, config):
+        # The method's own criterion first: fit's is one forward pass over the forget rows, about what greedy
+        # decoding the probes costs, and no decode is needed while it does not hold.
+        if step % config.check_every == 0 and method.converged(model, data):
+            logger.debug("step %d: %s", step, terms.as_floats())
+            if probe_recall(model, tokenizer, forget_probes) <= target_recall \
+                    and (not retain_probes or probe_recall(model, tokenizer, retain_probes) >= retain_floor):
+                return TrainResult(step, time.monotonic() - started, stopped_early=True)
+    return TrainResult(config.max_steps, time.monotonic() - started, stopped_early=False)
+
+
+def optimiser_steps(model: PeftModel, method: UnlearningMethod, data: UnlearningData,
+                    config: UnlearningConfig) -> Iterator[tuple[int, LossTerms]]:
+    """AdamW on the adapter's trainable weights for ``method``'s loss (already prepared): one step per item
+    (its number from 1, and its loss terms), ``config.max_steps`` at most; the caller stops when it likes."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     generator = torch.Generator().manual_seed(config.seed)
@@ -60,11 +75,4 @@ def train_adapter(model: PeftModel, tokenizer: PreTrainedTokenizerBase, method: 
         terms.total.backward()
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
-        # The method's own criterion first: fit's is one forward pass over the forget rows, about what greedy
-        # decoding the probes costs, and no decode is needed while it does not hold.
-        if step % config.check_every == 0 and method.converged(model, data):
-            logger.debug("step %d: %s", step, terms.as_floats())
-            if probe_recall(model, tokenizer, forget_probes) <= target_recall \
-                    and (not retain_probes or probe_recall(model, tokenizer, retain_probes) >= retain_floor):
-                return TrainResult(step, time.monotonic() - started, stopped_early=True)
-    return TrainResult(config.max_steps, time.monotonic() - started, stopped_early=False)
+        yield step, terms
