@@ -33,7 +33,6 @@ from forgetd.models.resolve import SMOLLM2, resolve_model_path
 from forgetd.payload import DeletionPayload, Probe
 from forgetd.unlearning.adapters import attach_adapter
 from forgetd.unlearning.config import UnlearningConfig
-from forgetd.unlearning.inputs import prepare_data
 from forgetd.unlearning.registry import get_method
 from forgetd.unlearning.retain import DECIDED_MARGIN, self_distillation_probes
 from forgetd.unlearning.trainer import optimiser_steps
@@ -78,8 +77,7 @@ def main(argv: Sequence[str]) -> None:
     forget = batch.training_probes()
     generic = self_distillation_probes(model, tokenizer, forget, args.generic_margin)
     unnamed = [capital(country, city) for country, city in UNNAMED.items()]
-    data = prepare_data(model, tokenizer, batch.training_texts(), forget, [*batch.retain_probes, *generic],
-                        config.max_seq_len, batch.row_groups(), batch.replayed_rows(), batch.forgotten)
+    data = batch.encode(model, tokenizer, [*batch.retain_probes, *generic], config.max_seq_len)
     method = get_method(config.method)(config)
     started = time.monotonic()
     method.prepare(model, data)

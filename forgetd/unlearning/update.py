@@ -6,7 +6,7 @@ Logs carry sizes, ids and numbers only: the batch's texts and probes are persona
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,13 @@ class UnlearningBatch:
     def training_probes(self) -> list[Probe]:
         """The probes an update trains on and verifies: the requests' own, then the replayed ones."""
         return [*self.forget_probes, *self.replay_probes]
+
+    def encode(self, model: PeftModel, tokenizer: PreTrainedTokenizerBase, retain_probes: Sequence[Probe],
+               max_seq_len: int) -> UnlearningData:
+        """The update's training data: :meth:`training_texts` and :meth:`training_probes` to forget, each row
+        with its request and replay flag, ``retain_probes`` to keep, and ``model`` snapshotted as reference."""
+        return prepare_data(model, tokenizer, self.training_texts(), self.training_probes(), retain_probes,
+                            max_seq_len, self.row_groups(), self.replayed_rows(), self.forgotten)
 
     def row_groups(self) -> list[int]:
         """The request each forget row comes from, in the rows' order (:meth:`training_texts`, then
@@ -238,8 +245,7 @@ def _prepare(model: PeftModel, tokenizer: PreTrainedTokenizerBase, batch: Unlear
     # nearby facts, not general behaviour, which ascent on the forget texts otherwise degrades.
     forget = batch.training_probes()
     retain = [*batch.retain_probes, *self_distillation_probes(model, tokenizer, forget)]
-    data = prepare_data(model, tokenizer, batch.training_texts(), forget, retain, config.max_seq_len,
-                        batch.row_groups(), batch.replayed_rows(), batch.forgotten)
+    data = batch.encode(model, tokenizer, retain, config.max_seq_len)
     before = score_probes(model, tokenizer, forget, retain)
     return _Context(tokenizer, forget, retain, data, before)
 
