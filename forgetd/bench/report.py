@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from forgetd.bench.targets import QUALITY_TARGETS
+
 # (report.json key, row label, format) of the markdown table's rows, in order.
 TABLE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("forget_recall", "forget recall (prompt or paraphrase)", "ratio"),
@@ -65,7 +67,39 @@ def markdown(report: dict[str, Any]) -> str:
     for key, label, kind in TABLE_ROWS:
         lines.append(f"| {label} | " + " | ".join(_format(methods[name].get(key), kind) for name in names) + " |")
     lines += ["", "Kinds: " + "; ".join(f"**{name}**: {methods[name]['kind']}" for name in names) + ".", ""]
+    if "targets" in report:
+        lines += _targets_section(report["targets"], report["config"]["method"])
     return "\n".join(lines)
+
+
+def _targets_section(targets: dict[str, list[dict[str, Any]]], method: str) -> list[str]:
+    """Issue 4's quality targets, a column per stream method, then the method under test against the baselines."""
+    names = list(targets)
+    quality = [target.target for target in QUALITY_TARGETS]
+    lines = ["## Issue 4's targets", "", "| target | " + " | ".join(names) + " |",
+             "| --- | " + " | ".join("---" for _ in names) + " |"]
+    for target in quality:
+        cells = [next((_verdict(v) for v in targets[name] if v["target"] == target), "n/a") for name in names]
+        lines.append(f"| {target} | " + " | ".join(cells) + " |")
+    against = [v for v in targets[method] if v["target"] not in quality]
+    if against:
+        lines += ["", f"**{method}** against the baselines of this run:", "", "| target | value | bound | met |",
+                  "| --- | ---: | ---: | --- |"]
+        lines += [f"| {v['target']} | {_number(v['value'])} | {_number(v['bound'])} | {_met(v)} |" for v in against]
+    return [*lines, ""]
+
+
+def _verdict(verdict: dict[str, Any]) -> str:
+    sign = "<=" if verdict["at_most"] else ">="
+    return f"{_number(verdict['value'])} ({sign} {_number(verdict['bound'])}) {_met(verdict)}"
+
+
+def _met(verdict: dict[str, Any]) -> str:
+    return "met" if verdict["met"] else "**missed**"
+
+
+def _number(value: float) -> str:
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.001 else f"{value:.2g}"  # p-values can be tiny
 
 
 def plot_curves(report: dict[str, Any], path: Path) -> None:

@@ -20,6 +20,7 @@ from forgetd.bench.evaluate import CurvePoint, Evaluator, ModelEval, bystander_u
 from forgetd.bench.models import BENCH_TINY_TRAINING, PreparedModels, prepare_models
 from forgetd.bench.report import write_report
 from forgetd.bench.stream import BatchRecord, StreamRun, replay_forgetd, replay_full, request_batches
+from forgetd.bench.targets import judge_targets
 from forgetd.eval.cost import Cost
 from forgetd.eval.efficacy import forget_efficacy, relative_to_original
 from forgetd.eval.quantization import default_scheme
@@ -86,6 +87,7 @@ def run_benchmark(config: BenchConfig, models_dir: Path, progress: Callable[[str
         batches_report[name] = [asdict(record) for record in run.batches]
         del run
     curves["gold"] = _reference_curve(gold_eval, original_eval, data, sizes)  # the reseeded gold's is alike
+    compute = "gpu_s_per_request" if device.type == "cuda" else "cpu_s_per_request"
     report = {
         "command": _command(config),
         "config": config.model_dump(mode="json"),
@@ -100,6 +102,7 @@ def run_benchmark(config: BenchConfig, models_dir: Path, progress: Callable[[str
         "methods": methods,
         "curves": curves,
         "batches": batches_report,
+        "targets": judge_targets(methods, config.method, compute),
     }
     write_report(config.out, report)
     progress(f"report written to {config.out} ({report['wall_s']:.0f} s in all)")

@@ -14,6 +14,7 @@ from forgetd.bench import BenchConfig, run_benchmark
 from forgetd.bench.progress import Progress
 from forgetd.bench.report import TABLE_ROWS
 from forgetd.bench.runner import NO_STREAM
+from forgetd.bench.targets import QUALITY_TARGETS
 from forgetd.cli import app
 from forgetd.models.tiny import TinyTraining
 
@@ -64,6 +65,18 @@ def test_curves_have_a_point_per_batch_and_the_files_are_written(toy_run):
     table = (config.out / "report.md").read_text()
     assert "| metric | original | gold | gold_reseeded | npo | full_ga | full_graddiff | full_npo |" in table
     assert (config.out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_the_report_judges_every_stream_method_on_issue_4s_targets(toy_run):
+    config, report, _ = toy_run
+    assert list(report["targets"]) == ["npo", "full_ga", "full_graddiff", "full_npo"]
+    against = [v["target"] for v in report["targets"]["npo"]][len(QUALITY_TARGETS):]
+    assert against[-1] == "compute per request <= 0.1 x full_npo's"  # on the CPU: CPU seconds
+    assert report["targets"]["npo"][-1]["value"] == report["methods"]["npo"]["cpu_s_per_request"]
+    table = (config.out / "report.md").read_text()
+    assert "| target | npo | full_ga | full_graddiff | full_npo |" in table
+    assert "**npo** against the baselines of this run:" in table
 
 
 @pytest.mark.slow
