@@ -9,11 +9,12 @@ import math
 import pytest
 import torch
 
-from forgetd.eval.encoding import IGNORE_INDEX
+from forgetd.eval.encoding import IGNORE_INDEX, join_probe
 from forgetd.eval.likelihood import forward_logits
 from forgetd.ledger.crypto import Fingerprinter
 from forgetd.models import load_model
 from forgetd.models.tiny import default_tiny_people, fact_probes
+from forgetd.payload import Probe
 from forgetd.unlearning import ForgottenSubjects, UnlearningConfig
 from forgetd.unlearning.adapters import attach_adapter
 from forgetd.unlearning.counterfactual import (
@@ -292,9 +293,44 @@ def test_a_forgotten_answer_is_less_likely_than_the_stranger_guesses_it_by_the_d
     stranger = as_stranger.gather(-1, labels.unsqueeze(-1)).squeeze(-1)[answers]
     discount = fit.config.fit_answer_discount
     assert discount > 0
-    # one logit down by d: log p' = log p - d - log(1 - p + p e^-d), exactly renormalised
-    expected = stranger - discount - torch.log1p(stranger.exp() * (math.exp(-discount) - 1))
-    torch.testing.assert_close(fit.targets.label_logprob[answers], expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fit.targets.label_logprob[answers], _discounted(stranger, discount),
+                               atol=1e-4, rtol=1e-4)
+
+
+def _discounted(logprob: torch.Tensor, discount: float) -> torch.Tensor:
+    """One logit down by ``discount`` nats: ``log p' = log p - d - log(1 - p + p e^-d)``, exactly renormalised."""
+    return logprob - discount - torch.log1p(logprob.exp() * (math.exp(-discount) - 1))
+
+
+@pytest.mark.slow
+def test_a_replayed_request_its_reference_answers_again_is_discounted_and_no_other(tiny_model_dir):
+    """A replayed probe is held at the reference's reading, but one the reference answers again (a later
+    update brought it back) has its answer discounted as a new request's is, its sentence with it."""
+    config = UnlearningConfig()
+    loaded = load_model(tiny_model_dir, torch.device("cpu"))
+    model = attach_adapter(loaded.model, None, config)
+    answered = fact_probes(PEOPLE[2:3])[0]  # the base model still knows person 2
+    fact = PEOPLE[2].facts[1]
+    wrong = next(p.facts[1].answer for p in PEOPLE[3:] if p.facts[1].answer != fact.answer)
+    not_answered = Probe(prompt=fact.prompt, completion=wrong)
+    replayed = [answered, not_answered]
+    own = fact_probes(PEOPLE[:1])
+    texts = [*PEOPLE[0].statements, *(join_probe(p.prompt, p.completion) for p in replayed)]
+    groups = [0] * len(PEOPLE[0].statements) + [1, 2] + [0] * len(own) + [1, 2]
+    data = prepare_data(model, loaded.tokenizer, texts, [*own, *replayed], fact_probes(PEOPLE[1:2]), max_seq_len=64,
+                        groups=groups, replayed=[group > 0 for group in groups])
+    fit = Fit(config)
+    fit.prepare(model, data)
+    with torch.no_grad():
+        read = torch.log_softmax(fit.strangers.forward(model, data.forget, subject_positions(data))[:, :-1], -1)
+    labels = data.forget.labels[:, 1:].clamp(min=0)
+    reading = read.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    answers = fit.targets.forgotten & ~torch.isin(labels, fit.strangers.ids)
+    for group, discount in ((1, config.fit_answer_discount), (2, 0.0)):
+        rows = answers & (data.forget_groups == group)[:, None]
+        assert rows.sum(-1).count_nonzero() == 2  # the probe and its sentence
+        torch.testing.assert_close(fit.targets.label_logprob[rows], _discounted(reading[rows], discount),
+                                   atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.slow

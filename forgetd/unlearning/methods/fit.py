@@ -17,11 +17,12 @@ the subjects the base model names in the question's subject slot (without these,
 forget eight people is to forget a little about everyone); and the anchor of the forget text's other
 positions to the counterfactual. The reference is the lineage's current version, so what earlier versions
 forgot stays as it is: a replayed earlier request is held at the reference's own predictions, which
-already forgot it (its name is read as a stranger only when a single probe of it is replayed; several
-probes of one request each form a group of their own, :meth:`UnlearningBatch.row_groups`, and a name in
-two groups is nobody's subject). Only the LoRA weights of the layers that matter most for the forget data
-relative to the retain data train (diagonal Fisher, :mod:`forgetd.unlearning.importance`); the adapter
-keeps every layer, so its size never changes.
+already forgot it, but for one whose probe the reference answers again (a later update brought it back),
+whose answers are discounted as a new request's are (its name is read as a stranger only when a single
+probe of it is replayed; several probes of one request each form a group of their own,
+:meth:`UnlearningBatch.row_groups`, and a name in two groups is nobody's subject). Only the LoRA weights
+of the layers that matter most for the forget data relative to the retain data train (diagonal Fisher,
+:mod:`forgetd.unlearning.importance`); the adapter keeps every layer, so its size never changes.
 """
 
 from __future__ import annotations
@@ -66,8 +67,13 @@ class Fit(GradDiff):
         subject = subject_positions(data)
         self.strangers = Strangers(model, data.forget.input_ids[subject], STRANGER_SEED)
         forgotten = forgotten_labels(data, self.strangers.ids)
+        own = ~data.forget_is_replayed
         self.targets = counterfactual_targets(model, data.forget, subject, forgotten, self.strangers,
-                                              self.config.fit_top_k, self._answer_discount(data, forgotten))
+                                              self.config.fit_top_k, self._answer_discount(data, forgotten, own))
+        if (leaked := self._leaked_rows(data)).any():
+            self.targets = counterfactual_targets(model, data.forget, subject, forgotten, self.strangers,
+                                                  self.config.fit_top_k,
+                                                  self._answer_discount(data, forgotten, own | leaked))
         self.retain_strangers = self.strangers.reference(model, data.retain)  # [N_r, T_r - 1, S]
         self.expected_forget_recall = float(self.targets.reproduced[data.forget_is_probe].float().mean())
         self.transplants = self._questions_about_others(model, data, subject)
@@ -78,13 +84,21 @@ class Fit(GradDiff):
         self.layers = top_layers(layer_scores(forget_fisher, retain_fisher), self.config.fit_layer_share)
         train_only_layers(model, self.layers)
 
-    def _answer_discount(self, data: UnlearningData, forgotten: torch.Tensor) -> torch.Tensor:
-        """``fit_answer_discount`` nats at the batch's own forgotten answer labels (not the subject's tokens,
-        not the replayed rows: those are at their discounted targets already, and would sink further with
-        every update that replays them)."""
+    def _answer_discount(self, data: UnlearningData, forgotten: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``fit_answer_discount`` nats at the forgotten answer labels (not the subject's tokens) of ``rows``."""
         labels = data.forget.labels[:, 1:]
-        answers = forgotten & ~torch.isin(labels, self.strangers.ids) & ~data.forget_is_replayed[:, None]
+        answers = forgotten & ~torch.isin(labels, self.strangers.ids) & rows[:, None]
         return self.config.fit_answer_discount * answers.float()
+
+    def _leaked_rows(self, data: UnlearningData) -> torch.Tensor:
+        """``[N]`` bool: the rows of each replayed request whose probe the reference answers again.
+
+        A replayed row is otherwise held at the reference's own prediction, undiscounted: it is at its
+        discounted target already, and would sink by a nat at every update that replays it. A later update
+        can bring an answer back, though, and holding it there keeps it: such a request is discounted as a
+        new one is, until the reference no longer gives its answer."""
+        answered = self.targets.reproduced & data.forget_is_replayed & data.forget_is_probe
+        return data.forget_is_replayed & torch.isin(data.forget_groups, data.forget_groups[answered])
 
     def _questions_about_others(self, model: PeftModel, data: UnlearningData,
                                 subject: torch.Tensor) -> AnswerTargets | None:
