@@ -70,7 +70,7 @@ class Fit(GradDiff):
         own = ~data.forget_is_replayed
         self.targets = counterfactual_targets(model, data.forget, subject, forgotten, self.strangers,
                                               self.config.fit_top_k, self._answer_discount(data, forgotten, own))
-        if (leaked := self._leaked_rows(data)).any():
+        if (leaked := _leaked_rows(data, self.targets.reproduced)).any():
             self.targets = counterfactual_targets(model, data.forget, subject, forgotten, self.strangers,
                                                   self.config.fit_top_k,
                                                   self._answer_discount(data, forgotten, own | leaked))
@@ -89,16 +89,6 @@ class Fit(GradDiff):
         labels = data.forget.labels[:, 1:]
         answers = forgotten & ~torch.isin(labels, self.strangers.ids) & rows[:, None]
         return self.config.fit_answer_discount * answers.float()
-
-    def _leaked_rows(self, data: UnlearningData) -> torch.Tensor:
-        """``[N]`` bool: the rows of each replayed request whose probe the reference answers again.
-
-        A replayed row is otherwise held at the reference's own prediction, undiscounted: it is at its
-        discounted target already, and would sink by a nat at every update that replays it. A later update
-        can bring an answer back, though, and holding it there keeps it: such a request is discounted as a
-        new one is, until the reference no longer gives its answer."""
-        answered = self.targets.reproduced & data.forget_is_replayed & data.forget_is_probe
-        return data.forget_is_replayed & torch.isin(data.forget_groups, data.forget_groups[answered])
 
     def _questions_about_others(self, model: PeftModel, data: UnlearningData,
                                 subject: torch.Tensor) -> AnswerTargets | None:
@@ -189,6 +179,18 @@ class Fit(GradDiff):
             _label_logprobs(logprobs, inputs.forget.labels), self.targets.label_logprob[rows], reduction="none")
         labelled = inputs.forget.labels[:, 1:] != IGNORE_INDEX
         return _masked_mean(ce + gap, forgotten), _masked_mean(ce, ~forgotten & labelled)
+
+
+def _leaked_rows(data: UnlearningData, reproduced: torch.Tensor) -> torch.Tensor:
+    """``[N]`` bool: the rows of each replayed request whose probe the reference answers again (``reproduced``,
+    ``[N]``: the reference's targets still give a row's completion greedily).
+
+    A replayed row is otherwise held at the reference's own prediction, undiscounted: it is at its
+    discounted target already, and would sink by a nat at every update that replays it. A later update
+    can bring an answer back, though, and holding it there keeps it: such a request is discounted as a
+    new one is, until the reference no longer gives its answer."""
+    answered = reproduced & data.forget_is_replayed & data.forget_is_probe
+    return data.forget_is_replayed & torch.isin(data.forget_groups, data.forget_groups[answered])
 
 
 def _not_forgotten(base: PeftModel, templates: set[Template], subjects: set[tuple[int, ...]],
