@@ -76,18 +76,18 @@ def run_benchmark(config: BenchConfig, models_dir: Path, progress: Callable[[str
     batches_report: dict[str, list[dict[str, Any]]] = {}
     batches = request_batches(data, config.batch_size, config.neighbours, config.seed, config.replay)
     sizes = [min(config.batch_size, config.requests - i) for i in range(0, config.requests, config.batch_size)]
+    batch_measure, compute = _compute_measures(device)
     for name in dict.fromkeys([config.method, *config.baselines]):
         run = _replay(name, config, prepared, batches, sizes, device, evaluator, profile.full_recipe, progress)
         ev = evaluator.evaluate(name, run.model)
         published = sum(b.size for b in run.batches if b.published)
         methods[name] = {"kind": _kind(name), **scores(ev), **_cost_fields(run.cost, config.requests, run.update_bytes),
-                         "cost_growth": cost_growth(run.batches, "wall_s" if device.type == "cuda" else "cpu_s"),
+                         "cost_growth": cost_growth(run.batches, batch_measure),
                          "requests_published": published, "bystander_utility": bystander_utility(run.curve)}
         curves[name] = [asdict(point) for point in run.curve]
         batches_report[name] = [asdict(record) for record in run.batches]
         del run
     curves["gold"] = _reference_curve(gold_eval, original_eval, data, sizes)  # the reseeded gold's is alike
-    compute = "gpu_s_per_request" if device.type == "cuda" else "cpu_s_per_request"
     report = {
         "command": _command(config),
         "config": config.model_dump(mode="json"),
@@ -107,6 +107,12 @@ def run_benchmark(config: BenchConfig, models_dir: Path, progress: Callable[[str
     write_report(config.out, report)
     progress(f"report written to {config.out} ({report['wall_s']:.0f} s in all)")
     return report
+
+
+def _compute_measures(device: torch.device) -> tuple[str, str]:
+    """The fields compute is measured in, a batch record's and a method's per request: wall seconds holding
+    the GPU on CUDA, process CPU seconds on a CPU (where wall time is whatever else the machine runs)."""
+    return ("wall_s", "gpu_s_per_request") if device.type == "cuda" else ("cpu_s", "cpu_s_per_request")
 
 
 def _replay(name: str, config: BenchConfig, prepared: PreparedModels, batches: list[UnlearningBatch],
