@@ -75,13 +75,25 @@ class ProbeScores:
     forget_extraction: float | None = None
 
 
+@dataclass(frozen=True)
+class Recall:
+    """Greedy recall of the forget probes and of the retain probes (None: not measured) of one model."""
+
+    forget: float
+    retain: float | None
+
+
 def score_probes(model: CausalLM, tokenizer: PreTrainedTokenizerBase, forget: Sequence[Probe],
-                 retain: Sequence[Probe]) -> ProbeScores:
-    """Recall and NLL on both probe sets (neither may be empty), and the forget probes' extraction strength."""
+                 retain: Sequence[Probe], known: Recall | None = None) -> ProbeScores:
+    """Recall and NLL on both probe sets (neither may be empty), and the forget probes' extraction strength.
+
+    ``known``: recall already measured on this very model (greedy decoding is deterministic), not decoded
+    again: decoding is the costliest score of a large model."""
+    retain_recall = None if known is None else known.retain
     return ProbeScores(
-        forget_recall=probe_recall(model, tokenizer, forget),
+        forget_recall=probe_recall(model, tokenizer, forget) if known is None else known.forget,
         forget_nll=probe_nll(model, tokenizer, forget),
-        retain_recall=probe_recall(model, tokenizer, retain),
+        retain_recall=probe_recall(model, tokenizer, retain) if retain_recall is None else retain_recall,
         retain_nll=probe_nll(model, tokenizer, retain),
         forget_extraction=extraction_strength(model, tokenizer, forget),
     )

@@ -11,7 +11,7 @@ import torch
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
-from forgetd.eval.probes import ProbeScores, probe_recall
+from forgetd.eval.probes import ProbeScores, Recall, probe_recall
 from forgetd.payload import Probe
 from forgetd.unlearning.config import UnlearningConfig
 from forgetd.unlearning.inputs import UnlearningData
@@ -29,6 +29,7 @@ class TrainResult:
     steps: int
     seconds: float
     stopped_early: bool  # the candidate met the recall verification asks for before max_steps
+    recall: Recall | None = None  # the probes' greedy recall at the step it stopped on, when it stopped early
 
 
 def train_adapter(model: PeftModel, tokenizer: PreTrainedTokenizerBase, method: UnlearningMethod,
@@ -55,9 +56,11 @@ def train_adapter(model: PeftModel, tokenizer: PreTrainedTokenizerBase, method: 
         # decoding the probes costs, and no decode is needed while it does not hold.
         if step % config.check_every == 0 and method.converged(model, data):
             logger.debug("step %d: %s", step, terms.as_floats())
-            if probe_recall(model, tokenizer, forget_probes) <= target_recall \
-                    and (not retain_probes or probe_recall(model, tokenizer, retain_probes) >= retain_floor):
-                return TrainResult(step, time.monotonic() - started, stopped_early=True)
+            if (forget := probe_recall(model, tokenizer, forget_probes)) > target_recall:
+                continue
+            retain = probe_recall(model, tokenizer, retain_probes) if retain_probes else None
+            if retain is None or retain >= retain_floor:
+                return TrainResult(step, time.monotonic() - started, stopped_early=True, recall=Recall(forget, retain))
     return TrainResult(config.max_steps, time.monotonic() - started, stopped_early=False)
 
 

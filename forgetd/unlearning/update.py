@@ -16,7 +16,7 @@ from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from forgetd.eval.encoding import join_probe
-from forgetd.eval.probes import ProbeScores, probe_recall, score_probes
+from forgetd.eval.probes import ProbeScores, Recall, probe_recall, score_probes
 from forgetd.eval.quantization import quantized_copy
 from forgetd.eval.verification import VerificationReport, verify_update
 from forgetd.filters.memorisation import memorisation
@@ -208,7 +208,7 @@ def unlearn_batch(base_path: Path, parent_adapter: Path | None, batch: Unlearnin
         result = train_adapter(model, context.tokenizer, objective, context.data, context.forget_probes,
                                context.retain_probes, context.before, attempt_config)
         total_seconds += result.seconds
-        report = verify_update(context.before, _scores(model, context), config.verification,
+        report = verify_update(context.before, _scores(model, context, result.recall), config.verification,
                                _quantized_forget_recall(model, context, config), objective.expected_forget_recall)
         logger.info("attempt %d/%d: strength %.3g, %d steps, %.1f s, metrics %s, passed %s", attempt,
                     config.max_attempts, strength, result.steps, result.seconds, report.metrics(), report.passed)
@@ -259,8 +259,8 @@ def _forgotten_after(batch: UnlearningBatch, data: UnlearningData) -> ForgottenS
     return batch.forgotten.adding(subject_spans(data.forget.input_ids[own], subject_positions(data)[own]))
 
 
-def _scores(model: PeftModel, context: _Context) -> ProbeScores:
-    return score_probes(model, context.tokenizer, context.forget_probes, context.retain_probes)
+def _scores(model: PeftModel, context: _Context, known: Recall | None) -> ProbeScores:
+    return score_probes(model, context.tokenizer, context.forget_probes, context.retain_probes, known)
 
 
 def _quantized_forget_recall(model: PeftModel, context: _Context, config: UnlearningConfig) -> float | None:

@@ -7,6 +7,8 @@ import math
 import pytest
 
 from forgetd.eval import greedy_completion, probe_nll, probe_recall
+from forgetd.eval import probes as probes_module
+from forgetd.eval.probes import Recall, score_probes
 from forgetd.payload import Probe
 
 
@@ -52,6 +54,15 @@ def test_greedy_completion_rejects_a_zero_budget(bigram):
 )
 def test_probe_recall(bigram, probes, expected):
     assert probe_recall(bigram.model, bigram.tokenizer, probes) == expected
+
+
+def test_recall_already_measured_on_the_model_is_not_decoded_again(bigram, monkeypatch):
+    forget, retain = [probe("a", "b"), probe("b", "a")], [probe("b", "c")]
+    measured = score_probes(bigram.model, bigram.tokenizer, forget, retain)
+    assert (measured.forget_recall, measured.retain_recall) == (0.5, 1.0)
+    monkeypatch.setattr(probes_module, "probe_recall", lambda *_args: pytest.fail("decoded again"))
+    known = Recall(forget=measured.forget_recall, retain=measured.retain_recall)
+    assert score_probes(bigram.model, bigram.tokenizer, forget, retain, known) == measured
 
 
 def test_recall_budget_is_the_completion_length_plus_slack(bigram):

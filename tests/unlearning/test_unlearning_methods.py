@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from forgetd.eval.likelihood import forward_logits, label_nll
-from forgetd.eval.probes import ProbeScores
+from forgetd.eval.probes import ProbeScores, Recall
 from forgetd.models import load_model
 from forgetd.models.tiny import default_tiny_people, fact_probes
 from forgetd.unlearning import UnlearningConfig, trainer
@@ -124,3 +124,5 @@ def test_recall_is_decoded_only_once_the_method_says_it_has_converged(tiny_model
     # retain recall is within the policy's allowed drop (0.1)
     result = train_adapter(model, loaded.tokenizer, GradDiff(config), data, probes, kept, before, config)
     assert (result.steps, result.stopped_early, decoded) == (4, True, [probes, kept, probes, kept])
+    assert result.recall == Recall(forget=0.0, retain=0.9)  # what it stopped on, for verification to reuse
+
