@@ -89,11 +89,11 @@ def score_probes(model: CausalLM, tokenizer: PreTrainedTokenizerBase, forget: Se
 
     ``known``: recall already measured on this very model (greedy decoding is deterministic), not decoded
     again: decoding is the costliest score of a large model."""
-    retain_recall = None if known is None else known.retain
+    known = known or Recall(forget=probe_recall(model, tokenizer, forget), retain=None)
     return ProbeScores(
-        forget_recall=probe_recall(model, tokenizer, forget) if known is None else known.forget,
+        forget_recall=known.forget,
         forget_nll=probe_nll(model, tokenizer, forget),
-        retain_recall=probe_recall(model, tokenizer, retain) if retain_recall is None else retain_recall,
+        retain_recall=probe_recall(model, tokenizer, retain) if known.retain is None else known.retain,
         retain_nll=probe_nll(model, tokenizer, retain),
         forget_extraction=extraction_strength(model, tokenizer, forget),
     )

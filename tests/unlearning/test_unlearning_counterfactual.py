@@ -24,6 +24,7 @@ from forgetd.unlearning.counterfactual import (
     Strangers,
     Template,
     answer_targets,
+    counterfactual_targets,
     known_subjects,
     last_logprobs,
     question_templates,
@@ -318,11 +319,9 @@ def _answers_first_replayed(model: PeftModel, data: UnlearningData) -> bool:
     """Whether the model, reading the batch's subjects as fit does, gives group 1's probe its completion."""
     subject = subject_positions(data)
     strangers = Strangers(model, data.forget.input_ids[subject], STRANGER_SEED)
-    with torch.no_grad():
-        predicted = strangers.forward(model, data.forget, subject)[:, :-1].argmax(-1)
-    labels = data.forget.labels[:, 1:]
-    row = int(torch.nonzero(data.forget_is_probe & (data.forget_groups == 1))[0])
-    return bool(((predicted == labels) | (labels == IGNORE_INDEX))[row].all())
+    read = counterfactual_targets(model, data.forget, subject, forgotten_labels(data, strangers.ids), strangers,
+                                  UnlearningConfig().fit_top_k)
+    return bool(read.reproduced[data.forget_is_probe & (data.forget_groups == 1)].all())
 
 
 def _discounted(logprob: torch.Tensor, discount: float) -> torch.Tensor:

@@ -125,4 +125,3 @@ def test_recall_is_decoded_only_once_the_method_says_it_has_converged(tiny_model
     result = train_adapter(model, loaded.tokenizer, GradDiff(config), data, probes, kept, before, config)
     assert (result.steps, result.stopped_early, decoded) == (4, True, [probes, kept, probes, kept])
     assert result.recall == Recall(forget=0.0, retain=0.9)  # what it stopped on, for verification to reuse
-
