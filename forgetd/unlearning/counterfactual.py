@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import torch
@@ -65,6 +65,12 @@ class Targets:
     forgotten: torch.Tensor  # [N, T-1] bool: the label must take its counterfactual likelihood
     label_logprob: torch.Tensor  # [N, T-1] the label's counterfactual log-probability (0 where unlabelled)
     reproduced: torch.Tensor  # [N] bool: the counterfactual still reproduces a probe row's completion greedily
+
+    def with_rows(self, rows: torch.Tensor, replacement: Targets) -> Targets:
+        """These targets with ``rows`` (``[M]`` row numbers) taken from ``replacement`` (the targets of those
+        rows alone, in the same order and width)."""
+        return Targets(*(getattr(self, field.name).index_copy(0, rows, getattr(replacement, field.name))
+                         for field in fields(self)))
 
 
 def subject_token_sets(groups: Sequence[Sequence[Sequence[int]]], retained: set[int]) -> list[set[int]]:

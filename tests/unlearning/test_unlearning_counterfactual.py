@@ -22,6 +22,7 @@ from forgetd.unlearning import ForgottenSubjects, UnlearningConfig
 from forgetd.unlearning.adapters import attach_adapter
 from forgetd.unlearning.counterfactual import (
     Strangers,
+    Targets,
     Template,
     answer_targets,
     counterfactual_targets,
@@ -135,6 +136,22 @@ def test_top_k_cross_entropy_is_finite_when_the_k_tokens_hold_all_the_mass():
     loss = top_k_cross_entropy(logprobs, torch.tensor([[0]]), torch.tensor([[1.0]]))
     loss.sum().backward()
     assert torch.isfinite(loss).all()
+
+
+def test_targets_of_some_rows_replace_exactly_those_rows():
+    def targets(rows: int, fill: int) -> Targets:
+        return Targets(torch.full((rows, 3, 2), fill), torch.full((rows, 3, 2), fill / 10),
+                       torch.full((rows, 3), bool(fill)), torch.full((rows, 3), -float(fill)),
+                       torch.full((rows,), bool(fill)))
+
+    replacement = targets(2, 1)
+    replacement.label_logprob[1] = -2.0  # tells the two replacement rows apart
+    merged = targets(4, 0).with_rows(torch.tensor([2, 0]), replacement)
+    for field in dataclasses.fields(Targets):
+        column = getattr(merged, field.name)
+        assert column.shape[0] == 4
+        assert (column[[0, 2]] != 0).all() and (column[[1, 3]] == 0).all(), field.name
+    assert merged.label_logprob[:, 0].tolist() == [-2.0, 0.0, -1.0, 0.0]  # replacement row i lands on rows[i]
 
 
 @pytest.mark.slow

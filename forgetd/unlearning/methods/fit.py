@@ -67,13 +67,15 @@ class Fit(GradDiff):
         subject = subject_positions(data)
         self.strangers = Strangers(model, data.forget.input_ids[subject], STRANGER_SEED)
         forgotten = forgotten_labels(data, self.strangers.ids)
-        own = ~data.forget_is_replayed
+        discount = self._answer_discount(data, forgotten, ~data.forget_is_replayed)
         self.targets = counterfactual_targets(model, data.forget, subject, forgotten, self.strangers,
-                                              self.config.fit_top_k, self._answer_discount(data, forgotten, own))
-        if (leaked := _leaked_rows(data, self.targets.reproduced)).any():
-            self.targets = counterfactual_targets(model, data.forget, subject, forgotten, self.strangers,
-                                                  self.config.fit_top_k,
-                                                  self._answer_discount(data, forgotten, own | leaked))
+                                              self.config.fit_top_k, discount)
+        if (leaked := _leaked_rows(data, self.targets.reproduced)).any():  # read again, discounted this time
+            rows = torch.nonzero(leaked).flatten()
+            discount = self._answer_discount(data, forgotten, leaked)[rows]
+            redone = counterfactual_targets(model, data.forget.select(rows), subject[rows], forgotten[rows],
+                                            self.strangers, self.config.fit_top_k, discount)
+            self.targets = self.targets.with_rows(rows, redone)
         self.retain_strangers = self.strangers.reference(model, data.retain)  # [N_r, T_r - 1, S]
         self.expected_forget_recall = float(self.targets.reproduced[data.forget_is_probe].float().mean())
         self.transplants = self._questions_about_others(model, data, subject)
