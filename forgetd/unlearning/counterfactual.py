@@ -66,6 +66,14 @@ class Targets:
     label_logprob: torch.Tensor  # [N, T-1] the label's counterfactual log-probability (0 where unlabelled)
     reproduced: torch.Tensor  # [N] bool: the counterfactual still reproduces a probe row's completion greedily
 
+    @staticmethod
+    def gathered(parts: Sequence[tuple[torch.Tensor, Targets]]) -> Targets:
+        """The targets of rows ``0..N-1`` from parts that each hold some of them (``[M]`` row numbers, and those
+        rows' targets, in the same order and width); together the parts hold every row once."""
+        order = torch.argsort(torch.cat([rows for rows, _ in parts]))
+        return Targets(*(torch.cat([getattr(part, field.name) for _, part in parts])[order]
+                         for field in fields(Targets)))
+
     def with_rows(self, rows: torch.Tensor, replacement: Targets) -> Targets:
         """These targets with ``rows`` (``[M]`` row numbers) taken from ``replacement`` (the targets of those
         rows alone, in the same order and width)."""

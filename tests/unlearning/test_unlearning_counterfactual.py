@@ -154,6 +154,19 @@ def test_targets_of_some_rows_replace_exactly_those_rows():
     assert merged.label_logprob[:, 0].tolist() == [-2.0, 0.0, -1.0, 0.0]  # replacement row i lands on rows[i]
 
 
+def test_targets_gathered_from_parts_are_in_row_order():
+    def targets(values: list[float]) -> Targets:
+        column = torch.tensor(values)
+        return Targets(column[:, None, None].long(), column[:, None, None], column[:, None] > 0,
+                       column[:, None], column > 0)
+
+    gathered = Targets.gathered([(torch.tensor([3, 0]), targets([3.0, 0.0])),
+                                 (torch.tensor([1, 2]), targets([1.0, 2.0]))])
+    assert gathered.label_logprob[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert gathered.indices[:, 0, 0].tolist() == [0, 1, 2, 3]
+    assert gathered.reproduced.tolist() == [False, True, True, True]
+
+
 @pytest.mark.slow
 def test_the_subject_is_the_forgotten_persons_name(prepared):
     _, tokenizer, data, fit = prepared
@@ -317,6 +330,29 @@ def test_a_forgotten_answer_is_less_likely_than_the_stranger_guesses_it_by_the_d
     assert discount > 0
     torch.testing.assert_close(fit.targets.label_logprob[answers], _discounted(stranger, discount),
                                atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_requests_own_targets_are_the_base_models_reading_whatever_the_adapter_does(tiny_model_dir, prepared):
+    """Read off the reference, a late request's stranger carries what earlier updates made of the prior."""
+    _, _, data, fit = prepared
+    config = UnlearningConfig()
+    loaded = load_model(tiny_model_dir, torch.device("cpu"))
+    model = attach_adapter(loaded.model, None, config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.copy_(0.05 * torch.randn(weight.shape, generator=generator))
+        moved = fit.strangers.forward(model, data.forget, subject_positions(data))
+        with model.disable_adapter():
+            base = fit.strangers.forward(model, data.forget, subject_positions(data))
+    assert (moved - base).abs().max() > 0.1  # the adapter changes the stranger's reading
+    with_adapter = Fit(config)
+    with_adapter.prepare(model, prepare_data(model, loaded.tokenizer, PEOPLE[0].statements, fact_probes(PEOPLE[:1]),
+                                             fact_probes(PEOPLE[1:2]), max_seq_len=64))
+    torch.testing.assert_close(with_adapter.targets.label_logprob, fit.targets.label_logprob, atol=1e-4, rtol=1e-4)
+    assert torch.equal(with_adapter.targets.forgotten, fit.targets.forgotten)
 
 
 def _with_replayed(model: PeftModel, tokenizer: PreTrainedTokenizerBase, person: Person, index: int) -> UnlearningData:

@@ -37,6 +37,7 @@ from forgetd.eval.lm import eval_mode
 from forgetd.unlearning.counterfactual import (
     AnswerTargets,
     Strangers,
+    Targets,
     Template,
     answer_targets,
     counterfactual_targets,
@@ -67,15 +68,7 @@ class Fit(GradDiff):
         subject = subject_positions(data)
         self.strangers = Strangers(model, data.forget.input_ids[subject], STRANGER_SEED)
         forgotten = forgotten_labels(data, self.strangers.ids)
-        discount = self._answer_discount(data, forgotten, ~data.forget_is_replayed)
-        self.targets = counterfactual_targets(model, data.forget, subject, forgotten, self.strangers,
-                                              self.config.fit_top_k, discount)
-        if (leaked := _leaked_rows(data, self.targets.reproduced)).any():  # read again, discounted this time
-            rows = torch.nonzero(leaked).flatten()
-            discount = self._answer_discount(data, forgotten, leaked)[rows]
-            redone = counterfactual_targets(model, data.forget.select(rows), subject[rows], forgotten[rows],
-                                            self.strangers, self.config.fit_top_k, discount)
-            self.targets = self.targets.with_rows(rows, redone)
+        self.targets = self._counterfactual(model, data, subject, forgotten)
         self.retain_strangers = self.strangers.reference(model, data.retain)  # [N_r, T_r - 1, S]
         self.expected_forget_recall = float(self.targets.reproduced[data.forget_is_probe].float().mean())
         self.transplants = self._questions_about_others(model, data, subject)
@@ -85,6 +78,33 @@ class Fit(GradDiff):
         retain_fisher = diagonal_fisher(model, data.retain)
         self.layers = top_layers(layer_scores(forget_fisher, retain_fisher), self.config.fit_layer_share)
         train_only_layers(model, self.layers)
+
+    def _counterfactual(self, model: PeftModel, data: UnlearningData, subject: torch.Tensor,
+                        forgotten: torch.Tensor) -> Targets:
+        """Every forget row's targets: the batch's own rows read off the base model (the adapter off), the
+        replayed rows off the reference, and a replayed request whose probe the reference answers again read
+        once more, discounted.
+
+        The base model is the same stranger for every request, whichever update it comes in. Read off the
+        reference, the stranger of a late request carried what fifty updates had made of the prior: at batch
+        size 1 the forgotten statements' least likely tokens went from 8 nats (the never-seen people's) to 4
+        over the stream, the freshly forgotten ones with them (docs/benchmark.md, sixteenth round)."""
+        own = ~data.forget_is_replayed
+        every = torch.arange(len(data.forget), device=data.forget.input_ids.device)
+
+        def read(rows: torch.Tensor, discounted: torch.Tensor) -> Targets:
+            return counterfactual_targets(model, data.forget.select(rows), subject[rows], forgotten[rows],
+                                          self.strangers, self.config.fit_top_k,
+                                          self._answer_discount(data, forgotten, discounted)[rows])
+
+        with model.disable_adapter():
+            parts = [(every[own], read(every[own], own))]
+        if data.forget_is_replayed.any():
+            parts.append((every[~own], read(every[~own], own)))
+        targets = Targets.gathered(parts)
+        if (leaked := _leaked_rows(data, targets.reproduced)).any():
+            targets = targets.with_rows(every[leaked], read(every[leaked], leaked))
+        return targets
 
     def _answer_discount(self, data: UnlearningData, forgotten: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """``fit_answer_discount`` nats at the forgotten answer labels (not the subject's tokens) of ``rows``."""
