@@ -15,14 +15,16 @@ names scored as strangers there too, so the KL does not pull a name back up wher
 reference's answers to every forget question asked about other people, the retain probes' subjects and
 the subjects the base model names in the question's subject slot (without these, the cheapest way to
 forget eight people is to forget a little about everyone); and the anchor of the forget text's other
-positions to the counterfactual. The reference is the lineage's current version, so what earlier versions
-forgot stays as it is: a replayed earlier request is held at the reference's own predictions, which
-already forgot it, but for one whose probe the reference answers again (a later update brought it back),
-whose answers are discounted as a new request's are (its name is read as a stranger only when a single
-probe of it is replayed; several probes of one request each form a group of their own,
-:meth:`UnlearningBatch.row_groups`, and a name in two groups is nobody's subject). Only the LoRA weights
-of the layers that matter most for the forget data relative to the retain data train (diagonal Fisher,
-:mod:`forgetd.unlearning.importance`); the adapter keeps every layer, so its size never changes.
+positions to the counterfactual. A request's own targets are read off the base model (the adapter off):
+the same stranger for every request, whichever update it comes in. The replayed rows' reference is the
+lineage's current version, so what earlier versions forgot stays as it is: a replayed earlier request is
+held at the reference's own predictions, which already forgot it, but for one whose probe the reference
+answers again (a later update brought it back), whose answers are discounted as a new request's are (its
+name is read as a stranger only when a single probe of it is replayed; several probes of one request each
+form a group of their own, :meth:`UnlearningBatch.row_groups`, and a name in two groups is nobody's
+subject). Only the LoRA weights of the layers that matter most for the forget data relative to the retain
+data train (diagonal Fisher, :mod:`forgetd.unlearning.importance`); the adapter keeps every layer, so its
+size never changes.
 """
 
 from __future__ import annotations
