@@ -1,8 +1,8 @@
 """How well each part of a stream stays forgotten, version by version: membership evidence and truth ratio
-of the forgotten people in tenths of the stream, against the never-seen people's.
+of the forgotten people in parts of the stream (fifths unless told), against the never-seen people's.
 
 Reads a finished ``forgetd bench`` run (its ``report.json`` and the versions it kept, ``adapters/METHOD/vK``).
-For the original, gold and each version asked, and for every fifth of the forgotten people already
+For the original, gold and each version asked, and for each part of the forgotten people already
 requested by then: the Min-K% evidence (mean NLL of their statements' name tokens, and of the other least
 likely tokens) and their facts' truth ratio median; first the never-seen people's evidence on the same
 model. A part that drifts towards the original's figures is coming back; a fresh part that starts there
@@ -27,9 +27,8 @@ from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from forgetd.bench.data import load_dataset
-from forgetd.bench.evaluate import name_tokens
+from forgetd.bench.evaluate import statements_min_k
 from forgetd.eval.lm import CausalLM
-from forgetd.eval.mia import MinKEvidence, min_k_evidence
 from forgetd.eval.truth_ratio import truth_ratios
 from forgetd.models.loading import load_model
 from forgetd.models.people import Person
@@ -72,22 +71,16 @@ def _requested(parts: list[list[Person]], count: int) -> list[list[Person]]:
 
 def _row(label: str, model: CausalLM, tokenizer: PreTrainedTokenizerBase, never_seen: Sequence[Person],
          parts: list[list[Person]]) -> str:
-    held = _evidence(model, tokenizer, never_seen)
+    held = statements_min_k(model, tokenizer, never_seen)
     cells = [f"{held.name_nll:.2f}/{held.other_nll:.2f}"]
     for people in parts:
         if not people:
             cells.append("-")
             continue
-        evidence = _evidence(model, tokenizer, people)
+        evidence = statements_min_k(model, tokenizer, people)
         ratio = statistics.median(truth_ratios(model, tokenizer, [fact for p in people for fact in p.facts]))
         cells.append(f"{evidence.name_nll:.2f}/{evidence.other_nll:.2f}/{ratio:.2f}")
     return f"{label}: " + " | ".join(cells)
-
-
-def _evidence(model: CausalLM, tokenizer: PreTrainedTokenizerBase, people: Sequence[Person]) -> MinKEvidence:
-    texts = [statement for person in people for statement in person.statements]
-    names = [name_tokens(tokenizer, person.name) for person in people for _ in person.statements]
-    return min_k_evidence(model, tokenizer, texts, names)
 
 
 if __name__ == "__main__":

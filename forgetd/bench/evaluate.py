@@ -127,8 +127,7 @@ class Evaluator:
                           else relative_to_original(bystander, _share(self.original.forget.hits[count:])))
 
     def _min_k(self, model: CausalLM, people: Sequence[Person]) -> MinKEvidence:
-        names = [name_tokens(self.tokenizer, person.name) for person in people for _ in person.statements]
-        return min_k_evidence(model, self.tokenizer, _statements(people), names)
+        return statements_min_k(model, self.tokenizer, people)
 
     def _general(self, model: CausalLM) -> float:
         if self.general_metric == "general_knowledge_recall":
@@ -208,6 +207,12 @@ class _Steps:
 
 def _facts(people: Sequence[Person]) -> list[Fact]:
     return [fact for person in people for fact in person.facts]
+
+
+def statements_min_k(model: CausalLM, tokenizer: PreTrainedTokenizerBase, people: Sequence[Person]) -> MinKEvidence:
+    """The Min-K% evidence of ``people``'s statements, each with its subject's name tokens apart."""
+    names = [name_tokens(tokenizer, person.name) for person in people for _ in person.statements]
+    return min_k_evidence(model, tokenizer, _statements(people), names)
 
 
 def name_tokens(tokenizer: PreTrainedTokenizerBase, name: str) -> set[int]:

@@ -89,29 +89,29 @@ class Fit(GradDiff):
 
         The base model is the same stranger for every request, whichever update it comes in. Read off the
         reference, the stranger of a late request carried what fifty updates had made of the prior: at batch
-        size 1 the forgotten statements' least likely tokens went from 8 nats (the never-seen people's) to 4
-        over the stream, the freshly forgotten ones with them (docs/benchmark.md, sixteenth round)."""
-        own = ~data.forget_is_replayed
+        size 1 the forgotten statements' least likely tokens went from 7.4 nats (the never-seen people's: 7-9)
+        to 4.3 over the stream, the freshly forgotten ones with them (docs/benchmark.md, sixteenth round)."""
+        replayed = data.forget_is_replayed
         every = torch.arange(len(data.forget), device=data.forget.input_ids.device)
+        discount = self._answer_discount(data, forgotten)
 
-        def read(rows: torch.Tensor, discounted: torch.Tensor) -> Targets:
+        def read(rows: torch.Tensor, discounted: bool) -> Targets:
             return counterfactual_targets(model, data.forget.select(rows), subject[rows], forgotten[rows],
                                           self.strangers, self.config.fit_top_k,
-                                          self._answer_discount(data, forgotten, discounted)[rows])
+                                          discount[rows] if discounted else None)
 
         with model.disable_adapter():
-            parts = [(every[own], read(every[own], own))]
-        if data.forget_is_replayed.any():
-            parts.append((every[~own], read(every[~own], own)))
+            parts = [(every[~replayed], read(every[~replayed], discounted=True))]
+        if replayed.any():
+            parts.append((every[replayed], read(every[replayed], discounted=False)))
         targets = Targets.gathered(parts)
         if (leaked := _leaked_rows(data, targets.reproduced)).any():
-            targets = targets.with_rows(every[leaked], read(every[leaked], leaked))
+            targets = targets.with_rows(every[leaked], read(every[leaked], discounted=True))
         return targets
 
-    def _answer_discount(self, data: UnlearningData, forgotten: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``fit_answer_discount`` nats at the forgotten answer labels (not the subject's tokens) of ``rows``."""
-        labels = data.forget.labels[:, 1:]
-        answers = forgotten & ~torch.isin(labels, self.strangers.ids) & rows[:, None]
+    def _answer_discount(self, data: UnlearningData, forgotten: torch.Tensor) -> torch.Tensor:
+        """``[N, T-1]``: ``fit_answer_discount`` nats at every forgotten answer label (not the subject's tokens)."""
+        answers = forgotten & ~torch.isin(data.forget.labels[:, 1:], self.strangers.ids)
         return self.config.fit_answer_discount * answers.float()
 
     def _questions_about_others(self, model: PeftModel, data: UnlearningData,
