@@ -12,6 +12,6 @@ set -eu
 out="${1:-bench-cpu}"
 run() { "${FORGETD:-forgetd}" bench --model tiny --dataset builtin --requests 50 --seed 0 --device cpu \
     --cache "$out/cache" "$@"; }
-run --batch-size 8 --replay 96 --method fit --baselines graddiff,full_ga,full_graddiff,full_npo --out "$out/bs8"
-run --batch-size 1 --replay 48 --method fit --baselines graddiff,full_ga,full_graddiff,full_npo --out "$out/bs1"
-run --batch-size 8 --replay 96 --method simnpo --baselines npo,gs_lora,rmu,ssd,ga --out "$out/bs8-other"
+run --batch-size 8 --replay 300 --method fit --baselines graddiff,full_ga,full_graddiff,full_npo --out "$out/bs8"
+run --batch-size 1 --replay 300 --method fit --baselines graddiff,full_ga,full_graddiff,full_npo --out "$out/bs1"
+run --batch-size 8 --replay 300 --method simnpo --baselines npo,gs_lora,rmu,ssd,ga --out "$out/bs8-other"

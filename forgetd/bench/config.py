@@ -39,7 +39,7 @@ class BenchConfig(BaseModel):
                                "subject left (file).")
     heldout: int = Field(10, ge=1, description="Never-seen subjects (membership inference, perplexity).")
     neighbours: int = Field(8, ge=0, le=32, description="Retain facts each request carries as neighbours.")
-    replay: int = Field(48, ge=0, description="Earlier requests' probes each forgetd batch replays and "
+    replay: int = Field(300, ge=0, description="Earlier requests' probes each forgetd batch replays and "
                         "re-verifies, and earlier neighbours it keeps, at most (a cap, so the cost per request "
                         "stays flat).")
     device: DeviceChoice = Field("auto", description="auto picks cuda when available.")

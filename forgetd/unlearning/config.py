@@ -67,8 +67,13 @@ class UnlearningConfig(BaseModel):
                                        "answers more than a model that never saw them.")
     fit_tolerance: float = Field(0.5, gt=0, description="fit: training stops once the forgotten labels' "
                                  "log-likelihood is within this many nats (mean) of its counterfactual value.")
-    replay: int = Field(48, ge=0, description="Earlier requests (still inside their verification window) "
-                        "looked at, and their probes and neighbours replayed, per update at most.")
+    fit_checked_replays: int = Field(96, ge=1, description="fit: replayed rows the stop criterion reads at most "
+                                     "(a fixed sample per update): the check then costs the same however many "
+                                     "earlier probes an update holds.")
+    replay: int = Field(300, ge=0, description="Earlier requests (still inside their verification window) "
+                        "looked at, and their probes and neighbours replayed, per update at most: enough to hold "
+                        "every earlier probe of a stream of 50 (with 48, forgotten answers came back between "
+                        "replays at batch size 1; docs/benchmark.md, seventeenth round).")
     replay_share: float = Field(REPLAY_SHARE, ge=0, le=1, description="Share of each step's forget minibatch "
                                 "that replayed rows take (more when the update's own rows are fewer).")
     memorisation_filter: bool = Field(True, description="Drop requests the model does not reproduce before "

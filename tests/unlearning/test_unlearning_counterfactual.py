@@ -229,6 +229,18 @@ def test_training_may_stop_only_once_every_request_is_near_its_targets(prepared)
     assert not converged(short, dataclasses.replace(two_requests, forget_is_replayed=two_requests.forget_groups == 1))
 
 
+@pytest.mark.slow
+def test_the_stop_criterion_reads_every_own_row_and_the_same_sample_of_the_replayed_ones(prepared):
+    _, _, data, _ = prepared
+    replayed = torch.arange(len(data.forget)) > 0
+    batch = dataclasses.replace(data, forget_is_replayed=replayed)
+    capped = Fit(UnlearningConfig(fit_checked_replays=2))
+    rows = capped._checked_rows(batch)
+    assert rows[0] == 0 and len(rows) == 3 and replayed[rows[1:]].all()
+    assert torch.equal(rows, capped._checked_rows(batch))  # every check of an update reads the same rows
+    assert torch.equal(Fit(UnlearningConfig())._checked_rows(batch), torch.arange(len(data.forget)))  # under the cap
+
+
 @pytest.fixture(scope="module")
 def scrambled(tiny_model_dir):
     """The tiny model under an adapter that scrambles every prediction, the subject slot's included."""

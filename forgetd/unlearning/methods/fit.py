@@ -152,10 +152,10 @@ class Fit(GradDiff):
         return forget + self.config.kl_weight * anchor
 
     def converged(self, model: PeftModel, data: UnlearningData) -> bool:
-        """Every request of the batch, and the replayed rows together, has its forgotten labels within
-        ``fit_tolerance`` nats (mean) of their counterfactual log-likelihood, the subject's tokens and the
-        answers each (recall alone says training may stop as soon as the argmax moves, far from the target;
-        the subject's tokens move last).
+        """Every request of the batch, and the replayed rows together (a sample of them, :meth:`_checked_rows`),
+        has its forgotten labels within ``fit_tolerance`` nats (mean) of their counterfactual log-likelihood,
+        the subject's tokens and the answers each (recall alone says training may stop as soon as the argmax
+        moves, far from the target; the subject's tokens move last).
 
         Per request, because the replayed rows start at their targets and outnumber the new ones: pooled
         with them, four of five batches of 8 measured stopped with their true answers 0.8 to 2.2 nats per
@@ -167,7 +167,7 @@ class Fit(GradDiff):
         gaps = torch.zeros(int(request_of_row.max()) + 1, 2, dtype=torch.float64)
         counts = torch.zeros_like(gaps)
         with torch.no_grad(), eval_mode(model):
-            for rows in torch.arange(len(data.forget), device=data.forget.input_ids.device).split(REFERENCE_BATCH):
+            for rows in self._checked_rows(data).split(REFERENCE_BATCH):
                 chunk = data.forget.select(rows)
                 own = _label_logprobs(torch.log_softmax(forward_logits(model, chunk)[:, :-1].float(), -1), chunk.labels)
                 gap = (own - self.targets.label_logprob[rows]).abs()
@@ -178,6 +178,17 @@ class Fit(GradDiff):
                     gaps[:, kind].index_add_(0, chunk_requests, (gap * mask).sum(-1).double().cpu())
                     counts[:, kind].index_add_(0, chunk_requests, mask.sum(-1).double().cpu())
         return bool((gaps / counts.clamp(min=1) <= self.config.fit_tolerance).all())
+
+    def _checked_rows(self, data: UnlearningData) -> torch.Tensor:
+        """The rows :meth:`converged` reads: the update's own, and at most ``fit_checked_replays`` replayed
+        ones, the same sample at every check of an update. The replayed rows are one pool, whose mean gap a
+        sample estimates; read whole, a check replaying every earlier probe cost more with every request."""
+        every = torch.arange(len(data.forget), device=data.forget.input_ids.device)
+        replayed = every[data.forget_is_replayed]
+        if len(replayed) > self.config.fit_checked_replays:
+            sample = torch.randperm(len(replayed), generator=torch.Generator().manual_seed(self.config.seed))
+            replayed = replayed[sample[:self.config.fit_checked_replays].to(replayed.device)].sort().values
+        return torch.cat([every[~data.forget_is_replayed], replayed])
 
     def retain_reference(self, inputs: StepInputs) -> torch.Tensor:
         """The reference on retain text with every subject token scored as a stranger: the retain KL must
