@@ -40,8 +40,8 @@ class BenchConfig(BaseModel):
     heldout: int = Field(10, ge=1, description="Never-seen subjects (membership inference, perplexity).")
     neighbours: int = Field(8, ge=0, le=32, description="Retain facts each request carries as neighbours.")
     replay: int = Field(300, ge=0, description="Earlier requests' probes each forgetd batch replays and "
-                        "re-verifies, and earlier neighbours it keeps, at most (a cap, so the cost per request "
-                        "stays flat).")
+                        "re-verifies, and earlier neighbours it keeps, at most (a cap: the cost per request "
+                        "stops growing once the stream's earlier probes reach it).")
     device: DeviceChoice = Field("auto", description="auto picks cuda when available.")
     gold_reseeded: bool = Field(True, description="Also retrain gold with the next seed and score it against gold: "
                                 "how far two retrainings differ, the floor under every comparison with gold.")

@@ -92,7 +92,7 @@ class Fit(GradDiff):
         size 1 the forgotten statements' least likely tokens went from 7.4 nats (the never-seen people's: 7-9)
         to 4.3 over the stream, the freshly forgotten ones with them (docs/benchmark.md, sixteenth round)."""
         replayed = data.forget_is_replayed
-        every = torch.arange(len(data.forget), device=data.forget.input_ids.device)
+        every = _row_numbers(data)
         discount = self._answer_discount(data, forgotten)
 
         def read(rows: torch.Tensor, discounted: bool) -> Targets:
@@ -183,7 +183,7 @@ class Fit(GradDiff):
         """The rows :meth:`converged` reads: the update's own, and at most ``fit_checked_replays`` replayed
         ones, the same sample at every check of an update. The replayed rows are one pool, whose mean gap a
         sample estimates; read whole, a check replaying every earlier probe cost more with every request."""
-        every = torch.arange(len(data.forget), device=data.forget.input_ids.device)
+        every = _row_numbers(data)
         replayed = every[data.forget_is_replayed]
         if len(replayed) > self.config.fit_checked_replays:
             sample = torch.randperm(len(replayed), generator=torch.Generator().manual_seed(self.config.seed))
@@ -214,6 +214,11 @@ class Fit(GradDiff):
             _label_logprobs(logprobs, inputs.forget.labels), self.targets.label_logprob[rows], reduction="none")
         labelled = inputs.forget.labels[:, 1:] != IGNORE_INDEX
         return _masked_mean(ce + gap, forgotten), _masked_mean(ce, ~forgotten & labelled)
+
+
+def _row_numbers(data: UnlearningData) -> torch.Tensor:
+    """``[N]``: the forget rows' numbers, on their device."""
+    return torch.arange(len(data.forget), device=data.forget.input_ids.device)
 
 
 def _leaked_rows(data: UnlearningData, reproduced: torch.Tensor) -> torch.Tensor:
